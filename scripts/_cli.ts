@@ -1,0 +1,182 @@
+/**
+ * The command-line contract every stage shares: `--help` (exit 0), a usage error (one line plus usage on
+ * stderr, exit 2), an expected failure (one line `error: ...` on stderr, exit 1, no stack trace), `--json`
+ * (exactly one JSON object on stdout), Ctrl-C (exit 130). Stage scripts call {@linkcode runStage} from
+ * `if (import.meta.main)`; this is the only module that calls `Deno.exit`.
+ *
+ * @module
+ */
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { PipelineError, UsageError } from "../lib/errors.ts";
+import { createLogger, type Logger } from "../lib/log.ts";
+
+/** What a stage declares about its command line. */
+export interface StageSpec {
+  /** Stage name as in `deno task <name>`. */
+  name: string;
+  /** Full usage text printed by `--help` and after a usage error. */
+  usage: string;
+  /** Flags besides `--help` and `--json`, which every stage has. */
+  options: ParseArgsOptionsConfig;
+  /** Whether positional arguments are accepted (e.g. `preprocess_batch 3`). @default {false} */
+  allowPositionals?: boolean;
+}
+
+/** What a stage's main function receives. */
+export interface StageContext {
+  /** Parsed flag values. */
+  values: Record<string, string | boolean | string[] | boolean[] | undefined>;
+  /** Positional arguments. */
+  positionals: string[];
+  /** Whether `--json` was given. */
+  json: boolean;
+  /** Logger on stderr. */
+  log: Logger;
+  /** Aborted on SIGINT or SIGTERM; long loops check it. */
+  signal: AbortSignal;
+}
+
+/** What a stage's main function returns. */
+export interface StageResult {
+  /** The object printed with `--json`. */
+  json: Record<string, unknown>;
+  /** Text printed on stdout without `--json` (a summary or a prediction). */
+  text?: string;
+}
+
+/**
+ * Parses `args` against a stage's flags. Throws {@linkcode UsageError} for an unknown flag, a missing
+ * value or an unexpected positional argument.
+ */
+export function parseStageArgs(
+  spec: StageSpec,
+  args: string[],
+): { values: StageContext["values"]; positionals: string[]; help: boolean; json: boolean } {
+  try {
+    const { values, positionals } = parseArgs({
+      args,
+      options: {
+        ...spec.options,
+        help: { type: "boolean", short: "h" },
+        json: { type: "boolean" },
+      },
+      strict: true,
+      allowPositionals: spec.allowPositionals ?? false,
+    });
+    const { help, json, ...rest } = values as Record<string, unknown>;
+    return {
+      values: rest as StageContext["values"],
+      positionals,
+      help: help === true,
+      json: json === true,
+    };
+  } catch (error) {
+    if (error instanceof TypeError) throw new UsageError(firstLine(error.message));
+    throw error;
+  }
+}
+
+/**
+ * Reads environment variables this process was granted, skipping the ones it was not (so a narrow
+ * `--allow-env` never turns into a crash).
+ */
+export function readEnv<const K extends string>(names: readonly K[]): Partial<Record<K, string>> {
+  const env: Partial<Record<K, string>> = {};
+  for (const name of names) {
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") continue;
+    const value = Deno.env.get(name);
+    if (value !== undefined && value !== "") env[name] = value;
+  }
+  return env;
+}
+
+const encoder = new TextEncoder();
+
+function writeOut(stream: "stdout" | "stderr", text: string): void {
+  const bytes = encoder.encode(text.endsWith("\n") ? text : text + "\n");
+  const target = stream === "stdout" ? Deno.stdout : Deno.stderr;
+  let offset = 0;
+  while (offset < bytes.length) offset += target.writeSync(bytes.subarray(offset));
+}
+
+function firstLine(message: string): string {
+  return message.split("\n")[0]!.trim();
+}
+
+/**
+ * Runs a stage's main function under the shared contract and exits the process.
+ *
+ * @param spec The stage's flags and usage.
+ * @param args Usually `Deno.args`.
+ * @param main The stage's work.
+ */
+export async function runStage(
+  spec: StageSpec,
+  args: string[],
+  main: (ctx: StageContext) => Promise<StageResult>,
+): Promise<never> {
+  let parsed;
+  try {
+    parsed = parseStageArgs(spec, args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    writeOut("stderr", `error: ${error.message}\n\n${spec.usage}`);
+    Deno.exit(2);
+  }
+  if (parsed.help) {
+    writeOut("stdout", spec.usage);
+    Deno.exit(0);
+  }
+
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = (signal: Deno.Signal) => () => {
+    interrupts += 1;
+    if (interrupts > 1) Deno.exit(130);
+    controller.abort(new PipelineError(`interrupted by ${signal}`));
+  };
+  const sigint = onSignal("SIGINT");
+  const sigterm = onSignal("SIGTERM");
+  Deno.addSignalListener("SIGINT", sigint);
+  Deno.addSignalListener("SIGTERM", sigterm);
+
+  const log = createLogger({ name: spec.name });
+  try {
+    const result = await main({
+      values: parsed.values,
+      positionals: parsed.positionals,
+      json: parsed.json,
+      log,
+      signal: controller.signal,
+    });
+    if (parsed.json) writeOut("stdout", JSON.stringify(result.json));
+    else if (result.text) writeOut("stdout", result.text);
+    Deno.exit(0);
+  } catch (error) {
+    if (controller.signal.aborted) {
+      writeOut(
+        "stderr",
+        `error: ${(controller.signal.reason as Error).message}; partial outputs were removed`,
+      );
+      Deno.exit(130);
+    }
+    if (error instanceof UsageError) {
+      writeOut("stderr", `error: ${firstLine(error.message)}\n\n${spec.usage}`);
+      Deno.exit(2);
+    }
+    if (error instanceof PipelineError) {
+      writeOut("stderr", `error: ${firstLine(error.message)}`);
+      Deno.exit(1);
+    }
+    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+      writeOut(
+        "stderr",
+        `error: ${
+          firstLine(error.message)
+        } (stage "${spec.name}" is not granted this; see "permissions" in deno.json)`,
+      );
+      Deno.exit(1);
+    }
+    throw error;
+  }
+}
