@@ -66,3 +66,6 @@ preprocess-test: setup ## Tokenise data/raw/test.csv into data/processed/test.ts
 	$(TASK) preprocess_test $(ARGS)
 
 pipeline-ingest: ingest split-batches ## ingest, then split-batches
+
+# Docker targets (docker-model-*, docker-api-*) live in their own file.
+-include docker/docker.mk
