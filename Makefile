@@ -13,7 +13,8 @@ TASK := $(DENO) task -q
 ARGS ?=
 
 .PHONY: help setup deps fmt fmt-fix lint check test clean \
-	ingest split-batches preprocess-batch preprocess-test pipeline-ingest
+	ingest split-batches preprocess-batch preprocess-test pipeline-ingest \
+	train evaluate predict pipeline-train demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -40,9 +41,9 @@ lint: setup ## Lint (deno lint)
 check: setup ## Type-check every module (deno check)
 	$(DENO) check -q --frozen scripts/ lib/
 
-test: fmt lint check ## Run every test (fmt, lint, check, then deno test); ends with "N passed, N failed"
+test: fmt lint check mlflow-test ## Run every test (fmt, lint, check, then deno test against a throw-away MLflow at :5501); ends with "N passed, N failed"
 	@mkdir -p .tmp-test
-	@set +e; $(DENO) test -P --frozen 2>&1 | tee .tmp-test/test-output.txt; status=$${PIPESTATUS[0]}; \
+	@set +e; MLFLOW_TRACKING_URI=$(MLFLOW_TEST_URI) $(DENO) test -P --frozen 2>&1 | tee .tmp-test/test-output.txt; status=$${PIPESTATUS[0]}; \
 	summary=$$(sed 's/\x1b\[[0-9;]*m//g' .tmp-test/test-output.txt | grep -E '^(ok|FAILED) \| ' | tail -1); \
 	passed=$$(echo "$$summary" | sed -nE 's/.* ([0-9]+) passed.*/\1/p'); \
 	failed=$$(echo "$$summary" | sed -nE 's/.* ([0-9]+) failed.*/\1/p'); \
@@ -66,6 +67,101 @@ preprocess-test: setup ## Tokenise data/raw/test.csv into data/processed/test.ts
 	$(TASK) preprocess_test $(ARGS)
 
 pipeline-ingest: ingest split-batches ## ingest, then split-batches
+
+##@ Model stages (MLflow at $(MLFLOW_TRACKING_URI); `make mlflow` starts a local server)
+# Shell-quotes a make variable so titles with quotes or spaces reach the stage intact.
+shell_quote = '$(subst ','\'',$(1))'
+batches ?= all
+model_version ?= latest
+
+train: setup ## Train on processed batches, log to MLflow, register a version: make train batches="0 1 2"
+	$(TASK) train --batches $(batches) $(ARGS)
+
+evaluate: setup ## Score a registered version on data/processed/test.tsv: make evaluate model_version=V|latest|@champion
+	$(TASK) evaluate --model_version $(model_version) $(ARGS)
+
+predict: setup ## Predict one review: make predict title="..." message="..." model_version=V
+	$(TASK) predict --title $(call shell_quote,$(title)) --message $(call shell_quote,$(message)) \
+		--model_version $(model_version) $(ARGS)
+
+pipeline-train: setup ## Preprocess batch N, train on it, preprocess-test, evaluate the new version: make pipeline-train batch=N
+	@test -n "$(batch)" || { echo "error: set batch=N, e.g. make pipeline-train batch=0" >&2; exit 2; }
+	$(TASK) preprocess_batch $(batch)
+	@result=$$($(TASK) train --batches $(batch) --json); echo "$$result"; \
+	version=$$(echo "$$result" | sed -nE 's/.*"model_version":"([^"]+)".*/\1/p'); \
+	test -n "$$version" || { echo "error: train printed no model_version" >&2; exit 1; }; \
+	$(TASK) preprocess_test; \
+	$(TASK) evaluate --model_version "$$version"
+
+##@ Demo
+DEMO_ROWS ?= 20000
+DEMO_TEST_ROWS ?= 5000
+DEMO_BATCH_SIZE ?= 10000
+
+demo: setup mlflow ## Everything end to end on generated sample data and a local MLflow (run it twice: two versions)
+	$(TASK) ingest --source sample --rows $(DEMO_ROWS) --test-rows $(DEMO_TEST_ROWS)
+	$(TASK) split_batches --batch-size $(DEMO_BATCH_SIZE)
+	@for file in data/batches/train_batch_*.csv; do \
+		n=$${file##*_}; n=$${n%.csv}; $(TASK) preprocess_batch $$n; done
+	$(TASK) preprocess_test
+	@result=$$($(TASK) train --batches all --json); \
+	version=$$(echo "$$result" | sed -nE 's/.*"model_version":"([^"]+)".*/\1/p'); \
+	test -n "$$version" || { echo "error: train printed no model_version" >&2; exit 1; }; \
+	echo; echo "== evaluate model version $$version"; \
+	$(TASK) evaluate --model_version "$$version"; \
+	echo; echo "== predict with model version $$version"; \
+	$(TASK) predict --model_version "$$version" --title "Stopped working after a week" \
+		--message "The battery died after a week and support never answered. Not worth the money."; \
+	echo; echo "Registered model version: $$version"; \
+	echo "MLflow UI: $(MLFLOW_TRACKING_URI)  (experiment $${MLFLOW_EXPERIMENT_NAME:-amazon-reviews-training})"
+
+##@ MLflow (the tracking server, from PyPI into .venv/, pinned in requirements-mlflow.txt)
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+MLFLOW_BIN := $(VENV)/bin/mlflow
+# Re-installs only when requirements-mlflow.txt changes; pip's chatter goes to the log, not the terminal.
+MLFLOW_STAMP := $(VENV)/.requirements-mlflow.stamp
+MLFLOW_PIP_LOG := $(VENV)/pip-install.log
+MLFLOW_SERVER_SH := $(CURDIR)/scripts/mlflow_server.sh
+MLFLOW_PORT ?= 5500
+MLFLOW_TEST_PORT ?= 5501
+MLFLOW_TRACKING_URI ?= http://127.0.0.1:$(MLFLOW_PORT)
+MLFLOW_TEST_URI := http://127.0.0.1:$(MLFLOW_TEST_PORT)
+# host:port of MLFLOW_TRACKING_URI (80/443 when it names no port). The train/evaluate/predict tasks
+# append $MLFLOW_ALLOW_NET, which replaces their default net grant with exactly this host.
+MLFLOW_HOSTPORT := $(shell printf '%s\n' '$(MLFLOW_TRACKING_URI)' | \
+	sed -E 's|^([a-zA-Z]+)://([^@/]*@)?([^/?]+).*|\1 \3|' | \
+	awk '{ hp = $$2; if (hp !~ /:[0-9]+$$/) hp = hp ":" ($$1 == "https" ? 443 : 80); print hp }')
+MLFLOW_ALLOW_NET ?= --allow-net=$(MLFLOW_HOSTPORT)
+export MLFLOW_TRACKING_URI MLFLOW_ALLOW_NET
+
+.PHONY: mlflow-install mlflow mlflow-stop mlflow-test mlflow-test-stop
+
+$(MLFLOW_STAMP): requirements-mlflow.txt
+	@command -v $(PYTHON) >/dev/null || \
+		{ echo "error: $(PYTHON) not found; install Python 3.10+ or set PYTHON=/path/to/python3" >&2; exit 1; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV) || \
+		{ echo "error: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	@echo "installing MLflow from requirements-mlflow.txt into .venv/ (log: .venv/pip-install.log)"
+	@$(VENV)/bin/python -m pip install --disable-pip-version-check --no-input -r requirements-mlflow.txt \
+		>$(MLFLOW_PIP_LOG) 2>&1 || { tail -n 20 $(MLFLOW_PIP_LOG) >&2; \
+		echo "error: pip install -r requirements-mlflow.txt failed; full log: .venv/pip-install.log" >&2; exit 1; }
+	@touch $@
+
+mlflow-install: $(MLFLOW_STAMP) ## Install MLflow (pinned in requirements-mlflow.txt) into .venv/
+
+# It listens on 127.0.0.1 only; `make mlflow MLFLOW_HOST=0.0.0.0` lets containers reach it (host.docker.internal).
+mlflow: $(MLFLOW_STAMP) ## Start MLflow at MLFLOW_TRACKING_URI (default :5500) in the background, data in mlflow-data/
+	@$(MLFLOW_SERVER_SH) start --url '$(MLFLOW_TRACKING_URI)' --data $(CURDIR)/mlflow-data --mlflow $(MLFLOW_BIN)
+
+mlflow-stop: ## Stop the server `make mlflow` started
+	@$(MLFLOW_SERVER_SH) stop --url '$(MLFLOW_TRACKING_URI)' --data $(CURDIR)/mlflow-data
+
+mlflow-test: $(MLFLOW_STAMP) ## Start the tests' throw-away MLflow at :5501 (data in .tmp-test/mlflow/)
+	@$(MLFLOW_SERVER_SH) start --url $(MLFLOW_TEST_URI) --data $(CURDIR)/.tmp-test/mlflow --mlflow $(MLFLOW_BIN)
+
+mlflow-test-stop: ## Stop the tests' MLflow server
+	@$(MLFLOW_SERVER_SH) stop --url $(MLFLOW_TEST_URI) --data $(CURDIR)/.tmp-test/mlflow
 
 # Docker targets (docker-model-*, docker-api-*) live in their own file.
 -include docker/docker.mk

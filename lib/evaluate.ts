@@ -1,0 +1,88 @@
+/**
+ * The evaluate stage's work, apart from MLflow: score a processed test set with a loaded model and
+ * compute the metrics and charts that evaluate logs.
+ *
+ * @module
+ */
+import { confusionMatrixChart, rocCurveChart } from "./charts.ts";
+import { PipelineError } from "./errors.ts";
+import { type BinaryMetrics, MetricsAccumulator, type RocPoint } from "./metrics.ts";
+import type { SentimentModel } from "./model_artifact.ts";
+import { type ProcessedMeta, readProcessed, readProcessedMeta } from "./processed_data.ts";
+import { createProgress, type ProgressOptions } from "./progress.ts";
+
+/** The processed test set, relative to the project root. */
+export const TEST_SET_PATH = "data/processed/test.tsv";
+
+/** What evaluation produced. */
+export interface Evaluation {
+  metrics: BinaryMetrics;
+  roc: RocPoint[];
+  meta: ProcessedMeta;
+  seconds: number;
+  /** SVG documents by artifact name. */
+  charts: Record<string, string>;
+}
+
+/**
+ * Reads the test set's meta and checks it was tokenised the way the model expects.
+ *
+ * @throws {PipelineError} when the test set is missing or was made by another tokenizer version.
+ */
+export async function checkTestSet(path: string, tokenizerVersion?: string): Promise<ProcessedMeta> {
+  const meta = await readProcessedMeta(path);
+  if (tokenizerVersion !== undefined && meta.tokenizer.version !== tokenizerVersion) {
+    throw new PipelineError(
+      `${path} was tokenised by tokenizer ${meta.tokenizer.version} but the model expects ${tokenizerVersion}; ` +
+        `rerun "deno task preprocess_test --force" with the build that trained the model`,
+    );
+  }
+  if (meta.rows === 0) throw new PipelineError(`${path} holds no reviews; check data/raw/test.csv`);
+  return meta;
+}
+
+/** Scores every review of a processed test set. */
+export async function evaluateModel(
+  model: SentimentModel,
+  path: string,
+  options: { signal?: AbortSignal; progress?: ProgressOptions["mode"] } = {},
+): Promise<Evaluation> {
+  const meta = await checkTestSet(path, model.manifest.tokenizer.version);
+  const started = performance.now();
+  const accumulator = new MetricsAccumulator();
+  const progress = createProgress("evaluate", { total: meta.rows, unit: "reviews", mode: options.progress });
+  for await (const row of readProcessed(path, options.signal ? { signal: options.signal } : {})) {
+    accumulator.add(row.polarity === 2, model.predictTokens(row.tokens).positiveProbability);
+    progress.update(accumulator.count);
+  }
+  progress.finish();
+  const metrics = accumulator.result();
+  const roc = accumulator.rocCurve();
+  return {
+    metrics,
+    roc,
+    meta,
+    seconds: (performance.now() - started) / 1000,
+    charts: {
+      "confusion_matrix.svg": await confusionMatrixChart(metrics.confusion),
+      "roc_curve.svg": await rocCurveChart(roc, metrics.rocAuc),
+    },
+  };
+}
+
+/** The metrics as flat MLflow metric keys. */
+export function metricsForMlflow(metrics: BinaryMetrics): Record<string, number> {
+  return {
+    accuracy: metrics.accuracy,
+    precision: metrics.precision,
+    recall: metrics.recall,
+    f1: metrics.f1,
+    roc_auc: metrics.rocAuc,
+    log_loss: metrics.logLoss,
+    test_rows: metrics.support,
+    true_positive: metrics.confusion.truePositive,
+    false_positive: metrics.confusion.falsePositive,
+    true_negative: metrics.confusion.trueNegative,
+    false_negative: metrics.confusion.falseNegative,
+  };
+}

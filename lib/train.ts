@@ -1,0 +1,207 @@
+/**
+ * The train stage's work, apart from MLflow: find the processed batches, fit the vocabulary, vectorise
+ * the reviews into a sparse dataset, and grow the forest. `scripts/train.ts` wraps it in an MLflow run.
+ *
+ * Two streamed passes over the processed files: the first counts document frequencies for the vocabulary,
+ * the second turns each review into its sorted feature ids. Only the ids (4 bytes per distinct term per
+ * review) are kept in memory, never the text.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { PipelineError } from "./errors.ts";
+import { type ForestParams, resolveForestParams, trainForest } from "./forest/forest.ts";
+import { MODEL_FORMAT as FOREST_ENGINE_NAME, serializeForest } from "./forest/model_format.ts";
+import { SparseDatasetBuilder } from "./forest/sparse_dataset.ts";
+import type { Forest } from "./forest/forest.ts";
+import { type ProcessedMeta, readProcessed, readProcessedMeta } from "./processed_data.ts";
+import { createProgress, type ProgressOptions } from "./progress.ts";
+import { TOKENIZER_VERSION } from "./text_features.ts";
+import {
+  resolveVectorizerConfig,
+  type Vectorizer,
+  type VectorizerConfig,
+  VocabularyBuilder,
+} from "./vectorizer.ts";
+
+/** Where preprocess_batch writes, relative to the project root. */
+export const PROCESSED_DIR = "data/processed";
+
+/** A processed batch chosen for training. */
+export interface TrainingBatch {
+  index: number;
+  path: string;
+  meta: ProcessedMeta;
+}
+
+const BATCH_FILE = /^train_batch_(\d+)\.tsv$/;
+
+/** Indexes of the processed batches present in `dir`, ascending. */
+export async function listProcessedBatches(dir = PROCESSED_DIR): Promise<number[]> {
+  const found: number[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const match = entry.isFile ? BATCH_FILE.exec(entry.name) : null;
+      if (match) found.push(Number(match[1]));
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return found.sort((a, b) => a - b);
+}
+
+/**
+ * Resolves `--batches` values (numbers, or `all`) to processed batches, checking each exists and was
+ * tokenised by this build's tokenizer.
+ *
+ * @throws {PipelineError} naming a missing batch and the ones available, or a stale tokenizer version.
+ */
+export async function resolveTrainingBatches(
+  requested: readonly (number | "all")[],
+  dir = PROCESSED_DIR,
+): Promise<TrainingBatch[]> {
+  const available = await listProcessedBatches(dir);
+  const availableText = available.length > 0 ? available.join(", ") : "none";
+  let indexes: number[];
+  if (requested.includes("all")) {
+    if (available.length === 0) {
+      throw new PipelineError(
+        `no processed batches in ${dir}; run "deno task preprocess_batch N" for each batch first`,
+      );
+    }
+    indexes = available;
+  } else {
+    indexes = [...new Set(requested as number[])].sort((a, b) => a - b);
+  }
+  const batches: TrainingBatch[] = [];
+  for (const index of indexes) {
+    if (!available.includes(index)) {
+      throw new PipelineError(
+        `batch ${index} is not preprocessed (${join(dir, `train_batch_${index}.tsv`)} missing; ` +
+          `available: ${availableText}); run "deno task preprocess_batch ${index}"`,
+      );
+    }
+    const path = join(dir, `train_batch_${index}.tsv`);
+    const meta = await readProcessedMeta(path);
+    if (meta.tokenizer.version !== TOKENIZER_VERSION) {
+      throw new PipelineError(
+        `${path} was tokenised by tokenizer ${meta.tokenizer.version}, this build has ${TOKENIZER_VERSION}; ` +
+          `rerun "deno task preprocess_batch ${index} --force"`,
+      );
+    }
+    batches.push({ index, path, meta });
+  }
+  return batches;
+}
+
+/** A 36-character digest of the training data (MLflow's dataset digest limit), from the files' SHA-256. */
+export function datasetDigest(metas: readonly ProcessedMeta[]): string {
+  const hash = createHash("sha256");
+  for (const meta of metas) hash.update(meta.output.sha256);
+  return hash.digest("hex").slice(0, 36);
+}
+
+/** Options of {@linkcode trainSentimentModel}. */
+export interface TrainModelOptions {
+  batches: readonly TrainingBatch[];
+  vectorizer?: Partial<VectorizerConfig>;
+  forest?: Partial<ForestParams>;
+  /** Web Workers growing trees. @default {navigator.hardwareConcurrency} */
+  workers?: number;
+  signal?: AbortSignal;
+  /** Progress display mode. */
+  progress?: ProgressOptions["mode"];
+  /** Called when a phase starts, for logs. */
+  onPhase?: (phase: "vocabulary" | "vectorize" | "fit", detail: Record<string, unknown>) => void;
+}
+
+/** A trained model and how it was made. */
+export interface TrainedModel {
+  vectorizer: Vectorizer;
+  forest: Forest;
+  engineName: string;
+  engineBytes: Uint8Array;
+  vectorizerConfig: VectorizerConfig;
+  forestParams: ForestParams;
+  rows: number;
+  positives: number;
+  seconds: { vocabulary: number; vectorize: number; fit: number };
+}
+
+/** Fits the vocabulary and the forest on the given processed batches. */
+export async function trainSentimentModel(options: TrainModelOptions): Promise<TrainedModel> {
+  const { batches, signal } = options;
+  const vectorizerConfig = resolveVectorizerConfig(options.vectorizer);
+  const forestParams = resolveForestParams(options.forest);
+  const totalRows = batches.reduce((sum, batch) => sum + batch.meta.rows, 0);
+  if (totalRows === 0) throw new PipelineError("the chosen batches hold no reviews; check data/processed");
+
+  options.onPhase?.("vocabulary", { rows: totalRows, ...vectorizerConfig });
+  let started = performance.now();
+  const builder = new VocabularyBuilder(vectorizerConfig);
+  let progress = createProgress("vocabulary", { total: totalRows, unit: "reviews", mode: options.progress });
+  let done = 0;
+  for (const batch of batches) {
+    for await (const row of readProcessed(batch.path, { signal })) {
+      builder.add(row.tokens);
+      progress.update(++done);
+    }
+  }
+  progress.finish();
+  const vectorizer = builder.finish();
+  const vocabularySeconds = (performance.now() - started) / 1000;
+  if (vectorizer.size === 0) {
+    throw new PipelineError(
+      `no term reaches --min-df ${vectorizerConfig.minDf} in ${totalRows} reviews; lower --min-df or add batches`,
+    );
+  }
+
+  options.onPhase?.("vectorize", { vocabulary: vectorizer.size });
+  started = performance.now();
+  const datasetBuilder = new SparseDatasetBuilder(vectorizer.size);
+  let positives = 0;
+  progress = createProgress("vectorize", { total: totalRows, unit: "reviews", mode: options.progress });
+  done = 0;
+  for (const batch of batches) {
+    for await (const row of readProcessed(batch.path, { signal })) {
+      const label = row.polarity === 2 ? 1 : 0;
+      positives += label;
+      datasetBuilder.addRow(vectorizer.transform(row.tokens), label);
+      progress.update(++done);
+    }
+  }
+  progress.finish();
+  const dataset = datasetBuilder.finish();
+  const vectorizeSeconds = (performance.now() - started) / 1000;
+  if (positives === 0 || positives === totalRows) {
+    throw new PipelineError(
+      `the chosen batches hold only ${
+        positives === 0 ? "negative" : "positive"
+      } reviews; a classifier needs both`,
+    );
+  }
+
+  options.onPhase?.("fit", { rows: dataset.numRows, nonZeros: dataset.nnz, ...forestParams });
+  started = performance.now();
+  progress = createProgress("fit", { total: forestParams.trees, unit: "trees", mode: options.progress });
+  const forest = await trainForest(dataset, forestParams, {
+    ...(options.workers !== undefined ? { workers: options.workers } : {}),
+    ...(signal ? { signal } : {}),
+    onProgress: (p) => progress.update(p.treesDone),
+  });
+  progress.finish();
+  const fitSeconds = (performance.now() - started) / 1000;
+
+  return {
+    vectorizer,
+    forest,
+    engineName: FOREST_ENGINE_NAME,
+    engineBytes: serializeForest(forest),
+    vectorizerConfig,
+    forestParams,
+    rows: totalRows,
+    positives,
+    seconds: { vocabulary: vocabularySeconds, vectorize: vectorizeSeconds, fit: fitSeconds },
+  };
+}

@@ -1,0 +1,73 @@
+/**
+ * MLflow set-up shared by the stages that talk to it (train, evaluate, predict, serve): configuration from
+ * flags and the environment, the network-grant check, and a first-contact health check, so a wrong or
+ * unreachable `MLFLOW_TRACKING_URI` fails in seconds, before any heavy work.
+ *
+ * @module
+ */
+import type { Logger } from "../lib/log.ts";
+import { MlflowClient } from "../lib/mlflow_client.ts";
+import {
+  checkMlflowNetGrant,
+  MLFLOW_ENV_NAMES,
+  type MlflowConfig,
+  resolveMlflowConfig,
+} from "../lib/mlflow_config.ts";
+import { validateModelName } from "../lib/mlflow_registry.ts";
+import { readEnv } from "./_cli.ts";
+
+/** Registered model name used when neither `--model-name` nor `MLFLOW_MODEL_NAME` is set. */
+export const DEFAULT_MODEL_NAME = "amazon-reviews-sentiment";
+
+/** Usage lines every MLflow stage prints about its environment. */
+export const MLFLOW_ENV_USAGE = `Environment:
+  MLFLOW_TRACKING_URI        tracking server (default http://127.0.0.1:5500; \`make mlflow\` starts one)
+  MLFLOW_EXPERIMENT_NAME     experiment (default amazon-reviews-training)
+  MLFLOW_MODEL_NAME          registered model name (default ${DEFAULT_MODEL_NAME})
+  MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD   basic auth
+  MLFLOW_TRACKING_TOKEN      bearer token (when no username/password)
+  MLFLOW_ALLOW_NET           deno task only: --allow-net=host:port when the URI is not the default`;
+
+/** A connected MLflow client with its configuration. */
+export interface MlflowSession {
+  config: MlflowConfig;
+  client: MlflowClient;
+  modelName: string;
+  /** Standard run tags: source, user, git commit when known. */
+  sourceTags(script: string, stage: string): Record<string, string>;
+}
+
+/**
+ * Resolves the MLflow configuration, checks the network grant and the server's health.
+ *
+ * @param flags `--model-name` and friends, as parsed.
+ * @param log Logger for retries.
+ * @param signal The stage's Ctrl-C signal.
+ */
+export async function connectMlflow(
+  flags: { modelName?: string | undefined },
+  log: Logger,
+  signal: AbortSignal,
+): Promise<MlflowSession> {
+  const env = readEnv([...MLFLOW_ENV_NAMES, "MLFLOW_MODEL_NAME", "USER", "GIT_COMMIT"]);
+  const config = resolveMlflowConfig({}, env);
+  const modelName = validateModelName(
+    flags.modelName ?? env.MLFLOW_MODEL_NAME ?? DEFAULT_MODEL_NAME,
+    flags.modelName !== undefined ? "--model-name" : "MLFLOW_MODEL_NAME",
+  );
+  await checkMlflowNetGrant(config.trackingUri, config.trackingUriSource);
+  const client = new MlflowClient({ ...config, log, signal });
+  await client.health();
+  return {
+    config,
+    client,
+    modelName,
+    sourceTags: (script, stage) => ({
+      "mlflow.source.name": script,
+      "mlflow.source.type": "LOCAL",
+      "mlflow.user": env.USER ?? "unknown",
+      "pipeline.stage": stage,
+      ...(env.GIT_COMMIT ? { "mlflow.source.git.commit": env.GIT_COMMIT } : {}),
+    }),
+  };
+}
