@@ -1,0 +1,150 @@
+/**
+ * Stage `predict`: the sentiment of one review (`--title`, `--message`), or of every review of a CSV file
+ * (`--input`, the dataset's format, written to stdout as CSV), with a registered model version from MLflow.
+ * Needs no write permission; reaches only the MLflow server.
+ *
+ * @example
+ * ```sh
+ * deno task predict --title "Great pan" --message "Heats evenly, easy to clean" --model_version 1
+ * make predict title="Great pan" message="Heats evenly" model_version=latest
+ * ```
+ *
+ * @module
+ */
+import { PipelineError, UsageError } from "../lib/errors.ts";
+import { parseVersionSpec } from "../lib/mlflow_registry.ts";
+import type { Prediction } from "../lib/model_artifact.ts";
+import { loadRegisteredModel } from "../lib/model_store.ts";
+import { readReviews } from "../lib/review_reader.ts";
+import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE } from "./_mlflow.ts";
+import { modelVersionFlag } from "./_model_flags.ts";
+
+const USAGE = `Usage: deno task predict --title T --message M [--model_version V] [options]
+       deno task predict --input FILE.csv [--model_version V] [options]
+
+Predicts the sentiment of a review with a registered model version.
+
+Options:
+  --title T                review title (may be empty)
+  --message M              review text (also --text)
+  --input FILE.csv         reviews in the dataset's format (polarity,title,text; polarity is kept as
+                           true_polarity); predictions go to stdout as CSV. Readable under data/external
+                           or data/raw
+  --model_version V        version number, "latest" or "@alias" (also --model-version; default latest)
+  --model-name NAME        registered model (default ${DEFAULT_MODEL_NAME}, or MLFLOW_MODEL_NAME)
+  --json                   print {"label","polarity","probability","model_version"} on stdout
+  -h, --help               show this help
+
+${MLFLOW_ENV_USAGE}
+
+Example:
+  deno task predict --title "Broke in a week" --message "Cheap plastic, would not buy again" --model_version 1`;
+
+/** The predict stage's command line. */
+export const spec: StageSpec = {
+  name: "predict",
+  usage: USAGE,
+  options: {
+    title: { type: "string" },
+    message: { type: "string" },
+    text: { type: "string" },
+    input: { type: "string" },
+    model_version: { type: "string" },
+    "model-version": { type: "string" },
+    "model-name": { type: "string" },
+  },
+};
+
+/** Longest title plus message predict accepts, in characters. */
+export const MAX_REVIEW_CHARS = 100_000;
+
+function predictionJson(prediction: Prediction) {
+  return { label: prediction.label, polarity: prediction.polarity, probability: prediction.probability };
+}
+
+async function predictFile(
+  path: string,
+  predict: (review: { title: string; text: string }) => Prediction,
+  ctx: StageContext,
+  version: string,
+): Promise<StageResult> {
+  if ((await Deno.permissions.query({ name: "read", path })).state !== "granted") {
+    throw new PipelineError(
+      `predict may not read ${path}; put the file under data/external/ (or data/raw/) of the project`,
+    );
+  }
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new PipelineError(`${path} not found`);
+    throw error;
+  }
+  const rows: Array<Record<string, unknown>> = [];
+  const lines: string[] = ["line,true_polarity,polarity,label,probability"];
+  const encoder = new TextEncoder();
+  const flush = () => {
+    if (ctx.json || lines.length === 0) return;
+    Deno.stdout.writeSync(encoder.encode(lines.join("\n") + "\n"));
+    lines.length = 0;
+  };
+  const rejects: Array<{ line: number; reason: string }> = [];
+  const reader = readReviews(file.readable, { signal: ctx.signal, onReject: (r) => void rejects.push(r) });
+  for await (const { line, review } of reader) {
+    const prediction = predict(review);
+    if (ctx.json) rows.push({ line, true_polarity: review.polarity, ...predictionJson(prediction) });
+    else {
+      lines.push(
+        `${line},${review.polarity},${prediction.polarity},${prediction.label},${
+          prediction.probability.toFixed(6)
+        }`,
+      );
+      if (lines.length >= 1000) flush();
+    }
+  }
+  flush();
+  for (const reject of rejects.slice(0, 10)) ctx.log.warn(`line ${reject.line} skipped: ${reject.reason}`);
+  if (rejects.length > 10) ctx.log.warn(`${rejects.length - 10} more lines skipped`);
+  return { json: { model_version: version, input: path, rejected: rejects.length, predictions: rows } };
+}
+
+async function main(ctx: StageContext): Promise<StageResult> {
+  const { values, log, signal } = ctx;
+  const versionSpec = parseVersionSpec(modelVersionFlag(values, "latest"), "--model_version");
+  const input = values.input as string | undefined;
+  const title = (values.title as string | undefined) ?? "";
+  const message = (values.message as string | undefined) ?? (values.text as string | undefined);
+  if (input !== undefined && (values.title !== undefined || message !== undefined)) {
+    throw new UsageError("give either --input or --title/--message, not both");
+  }
+  if (input === undefined) {
+    if (message === undefined && values.title === undefined) {
+      throw new UsageError("nothing to predict: give --title and --message, or --input FILE.csv");
+    }
+    if (title.trim() === "" && (message ?? "").trim() === "") {
+      throw new UsageError("--title and --message are both empty; give the review's text");
+    }
+    if (title.length + (message ?? "").length > MAX_REVIEW_CHARS) {
+      throw new UsageError(`the review is longer than ${MAX_REVIEW_CHARS} characters`);
+    }
+  }
+
+  const mlflow = await connectMlflow({ modelName: values["model-name"] as string | undefined }, log, signal);
+  const loaded = await loadRegisteredModel(mlflow.client, mlflow.modelName, versionSpec);
+  const version = String(loaded.version.version);
+  log.info(`using ${mlflow.modelName} version ${version}`);
+  if (input !== undefined) return await predictFile(input, loaded.model.predict, ctx, version);
+
+  const prediction = loaded.model.predict({ title, text: message ?? "" });
+  return {
+    json: { ...predictionJson(prediction), model_version: version },
+    text:
+      `${prediction.label} (probability ${
+        prediction.probability.toFixed(4)
+      }, polarity ${prediction.polarity}) ` +
+      `by ${mlflow.modelName} version ${version}`,
+  };
+}
+
+if (import.meta.main) await runStage(spec, Deno.args, main);
