@@ -133,7 +133,9 @@ MLFLOW_HOSTPORT := $(shell printf '%s\n' '$(MLFLOW_TRACKING_URI)' | \
 	sed -E 's|^([a-zA-Z]+)://([^@/]*@)?([^/?]+).*|\1 \3|' | \
 	awk '{ hp = $$2; if (hp !~ /:[0-9]+$$/) hp = hp ":" ($$1 == "https" ? 443 : 80); print hp }')
 MLFLOW_ALLOW_NET ?= --allow-net=$(MLFLOW_HOSTPORT)
-export MLFLOW_TRACKING_URI MLFLOW_ALLOW_NET
+# Recorded as the mlflow.source.git.commit tag of every run.
+GIT_COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+export MLFLOW_TRACKING_URI MLFLOW_ALLOW_NET GIT_COMMIT
 
 .PHONY: mlflow-install mlflow mlflow-stop mlflow-test mlflow-test-stop
 

@@ -34,7 +34,8 @@ async function copyTree(from: string, to: string): Promise<void> {
     const source = join(from, entry.name);
     const target = join(to, entry.name);
     if (entry.isDirectory) await copyTree(source, target);
-    else if (entry.isFile && !entry.name.endsWith("_test.ts")) await Deno.copyFile(source, target);
+    // Test files are copied too: `scripts/preprocess_test.ts` is a stage whose name only looks like one.
+    else if (entry.isFile) await Deno.copyFile(source, target);
   }
 }
 

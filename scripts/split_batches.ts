@@ -1,0 +1,130 @@
+/**
+ * Stage `split_batches`: reads `data/raw/train.csv` and writes `data/batches/train_batch_<i>.csv`,
+ * `data/batches/manifest.json` (source size and SHA-256, per-batch rows, bytes, SHA-256 and first input
+ * line) and `data/batches/rejects.csv` (`line,reason,raw` of every line that is not a valid review).
+ *
+ * Accepted lines are copied unchanged, so concatenating the batches gives back the input's valid rows.
+ * A rerun with the same input and flags does nothing ("up to date"); `--force` splits again.
+ *
+ * Run: `deno task split_batches [--batch-size N | --num-batches N] [--force] [--json]`
+ * (`deno run -q -P=split_batches scripts/split_batches.ts`, reads data/raw and data/batches, writes
+ * data/batches).
+ *
+ * @example Usage
+ * ```sh
+ * deno task split_batches --batch-size 50000
+ * ```
+ *
+ * @module
+ */
+import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { DEFAULT_BATCH_SIZE, splitBatches } from "../lib/batches.ts";
+import { PipelineError, UsageError } from "../lib/errors.ts";
+import { optionalIntegerFlag, parseIntegerFlag } from "../lib/flags.ts";
+import { createProgress, type Progress } from "../lib/progress.ts";
+
+/** The training CSV written by `ingest`. */
+export const INPUT = "data/raw/train.csv";
+/** Folder of the batches, the manifest and the rejects file. */
+export const OUTPUT_DIR = "data/batches";
+
+const USAGE = `Usage: deno task split_batches [--batch-size N | --num-batches N] [--force] [--json] [--help]
+
+Splits ${INPUT} into ${OUTPUT_DIR}/train_batch_0.csv, train_batch_1.csv, ... and writes
+${OUTPUT_DIR}/manifest.json (checksums, row counts) and ${OUTPUT_DIR}/rejects.csv (lines that are not
+valid reviews, with their line number and reason). Skips the work when the input and the flags are
+unchanged since the last run.
+
+Options:
+  --batch-size N    Rows per batch (default ${DEFAULT_BATCH_SIZE})
+  --num-batches N   Split into N batches of nearly equal size instead (counts the lines first)
+  --force           Split again even when the input and the flags are unchanged
+  --json            Print {batches, rows, rejected, skipped, manifest} as JSON on stdout
+  -h, --help        Show this help
+`;
+
+/** Command line of the stage. */
+export const spec: StageSpec = {
+  name: "split_batches",
+  usage: USAGE,
+  options: {
+    "batch-size": { type: "string" },
+    "num-batches": { type: "string" },
+    force: { type: "boolean" },
+  },
+};
+
+function stringFlag(ctx: StageContext, name: string): string | undefined {
+  const value = ctx.values[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+/** Splits the training CSV; see the module doc. */
+export async function main(ctx: StageContext): Promise<StageResult> {
+  const batchSizeFlag = stringFlag(ctx, "batch-size");
+  const numBatchesFlag = stringFlag(ctx, "num-batches");
+  if (batchSizeFlag !== undefined && numBatchesFlag !== undefined) {
+    throw new UsageError("--batch-size and --num-batches are mutually exclusive; give one of them");
+  }
+  const numBatches = numBatchesFlag === undefined
+    ? undefined
+    : parseIntegerFlag("--num-batches", numBatchesFlag, { min: 1 });
+  const batchSize = numBatches === undefined
+    ? optionalIntegerFlag("--batch-size", batchSizeFlag, DEFAULT_BATCH_SIZE, { min: 1 })
+    : undefined;
+
+  try {
+    await Deno.stat(INPUT);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new PipelineError(`${INPUT} not found; run \`deno task ingest\` (or make ingest) first`);
+    }
+    throw error;
+  }
+
+  const started = performance.now();
+  const progress: Partial<Record<"scan" | "split", Progress>> = {};
+  const result = await (async () => {
+    try {
+      return await splitBatches({
+        input: INPUT,
+        outputDir: OUTPUT_DIR,
+        batchSize,
+        numBatches,
+        force: ctx.values.force === true,
+        signal: ctx.signal,
+        log: ctx.log,
+        onProgress: (phase, done, total) => {
+          progress[phase] ??= createProgress(phase === "scan" ? "checking input" : "splitting", {
+            unit: "MB",
+            total: Math.ceil(total / 1e6),
+          });
+          progress[phase].update(Math.floor(done / 1e6));
+        },
+      });
+    } finally {
+      progress.scan?.finish();
+      progress.split?.finish();
+    }
+  })();
+
+  const seconds = (performance.now() - started) / 1000;
+  const summary = result.skipped
+    ? `${OUTPUT_DIR} is up to date: ${result.batches} batches, ${result.rows} rows, ${result.rejected} rejected`
+    : `wrote ${result.batches} batches to ${OUTPUT_DIR}: ${result.rows} rows, ${result.rejected} rejected, ` +
+      `${(result.bytes / 1e6).toFixed(1)} MB in ${seconds.toFixed(1)} s (${
+        (result.bytes / 1e6 / Math.max(seconds, 1e-3)).toFixed(0)
+      } MB/s)`;
+  return {
+    json: {
+      batches: result.batches,
+      rows: result.rows,
+      rejected: result.rejected,
+      skipped: result.skipped,
+      manifest: result.manifest,
+    },
+    text: summary,
+  };
+}
+
+if (import.meta.main) await runStage(spec, Deno.args, main);
