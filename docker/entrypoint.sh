@@ -1,0 +1,107 @@
+#!/bin/sh
+# Entry point of the model and API images (ENTRYPOINT ["/tini", "--", "/app/docker/entrypoint.sh"]):
+#
+#   docker run IMAGE <stage> [args...]     e.g.  docker run IMAGE preprocess-batch 3
+#
+# runs `deno run -q --frozen --cached-only -P=<stage> [--allow-net=...] scripts/<stage>.ts [args...]` from the
+# current directory (WORKDIR /app in the image), i.e. the stage's task in deno.json with that stage's
+# permission set and nothing more. `split-batches` and `split_batches` both work.
+#
+# Network grant: a CLI --allow-net replaces the set's "net" list, so it is added only where the task adds one:
+#   - MLflow stages (their task has $MLFLOW_ALLOW_NET): --allow-net=<host:port of MLFLOW_TRACKING_URI>, because
+#     the tracking server's address is only known at run time (host.docker.internal, a compose service, a
+#     cluster DNS name), plus the listen address for serve (HOST:PORT, default 0.0.0.0:8000);
+#     MLFLOW_ALLOW_NET=--allow-net=... overrides it.
+#   - ingest (its task has $INGEST_ALLOW_NET): INGEST_ALLOW_NET=--allow-net=... if set, for a --source URL.
+#
+# Environment: DENO (the deno binary, default `deno`; tests run this script locally with the project's Deno),
+# MLFLOW_TRACKING_URI, MLFLOW_ALLOW_NET, INGEST_ALLOW_NET, and HOST and PORT for serve.
+# Exit codes: the stage's own; 2 for an unknown stage or an unusable MLFLOW_TRACKING_URI.
+set -eu
+
+# Keep in step with deno.json "tasks" (docker/docker_test.ts checks both lists).
+STAGES="ingest split_batches preprocess_batch preprocess_test train evaluate predict serve"
+MLFLOW_STAGES="train evaluate predict serve"
+
+usage() {
+  cat <<EOF
+usage: docker run IMAGE <stage> [args...]   (runs scripts/<stage>.ts with its deno.json permission set)
+stages: $(echo "$STAGES" | sed 's/ /, /g')
+a stage's own help: docker run IMAGE <stage> --help
+EOF
+}
+
+fail() {
+  echo "error: $1" >&2
+  exit 2
+}
+
+contains() {
+  case " $1 " in *" $2 "*) return 0 ;; esac
+  return 1
+}
+
+# Prints host:port of an http(s) URL: the exact grant Deno's --allow-net needs for that server. The scheme's
+# default port is spelled out so the grant stays as narrow as the URL.
+url_host_port() {
+  case $1 in
+  http://*) scheme_port=80 ;;
+  https://*) scheme_port=443 ;;
+  *) return 1 ;;
+  esac
+  authority=${1#*://}
+  authority=${authority%%/*}
+  authority=${authority%%\?*}
+  authority=${authority%%#*}
+  authority=${authority##*@} # drop user:password@
+  [ -n "$authority" ] || return 1
+  case $authority in
+  \[*\]:*) echo "$authority" ;;           # [::1]:5000
+  \[*\]) echo "$authority:$scheme_port" ;; # [::1]
+  *:*) echo "$authority" ;;
+  *) echo "$authority:$scheme_port" ;;
+  esac
+}
+
+# A flag taken from the environment must be an --allow-net grant and nothing else (never -A).
+net_flag_from_env() {
+  case $2 in
+  --allow-net=?*) case $2 in *" "* | *"	"*) fail "$1 must be one --allow-net=host:port,... flag without spaces, got \"$2\"" ;; esac ;;
+  *) fail "$1 must look like --allow-net=host:port, got \"$2\"" ;;
+  esac
+  echo "$2"
+}
+
+[ $# -gt 0 ] || {
+  usage >&2
+  exit 2
+}
+case $1 in
+-h | --help | help)
+  usage
+  exit 0
+  ;;
+esac
+
+stage=$(echo "$1" | tr - _)
+shift
+contains "$STAGES" "$stage" || fail "unknown stage \"$stage\"; expected one of: $(echo "$STAGES" | sed 's/ /, /g')"
+
+net=""
+if contains "$MLFLOW_STAGES" "$stage"; then
+  if [ -n "${MLFLOW_ALLOW_NET:-}" ]; then
+    net=$(net_flag_from_env MLFLOW_ALLOW_NET "$MLFLOW_ALLOW_NET")
+  elif [ -n "${MLFLOW_TRACKING_URI:-}" ]; then
+    host_port=$(url_host_port "$MLFLOW_TRACKING_URI") ||
+      fail "MLFLOW_TRACKING_URI must be an http(s):// URL such as http://mlflow:5000, got \"$MLFLOW_TRACKING_URI\""
+    net="--allow-net=$host_port"
+    # serve also listens: the same address its permission set grants by default (0.0.0.0:8000).
+    [ "$stage" != serve ] || net="$net,${HOST:-0.0.0.0}:${PORT:-8000}"
+  fi
+elif [ "$stage" = ingest ] && [ -n "${INGEST_ALLOW_NET:-}" ]; then
+  net=$(net_flag_from_env INGEST_ALLOW_NET "$INGEST_ALLOW_NET")
+fi
+
+# exec: tini's child becomes deno itself, so SIGTERM from `docker stop` reaches the stage, which removes its
+# partial outputs and exits 130.
+exec "${DENO:-deno}" run -q --frozen --cached-only "-P=$stage" ${net:+"$net"} "scripts/$stage.ts" "$@"
