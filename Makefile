@@ -12,9 +12,9 @@ TASK := $(DENO) task -q
 # Extra flags for a stage, e.g. `make ingest ARGS="--rows 5000"`.
 ARGS ?=
 
-.PHONY: help setup deps fmt fmt-fix lint check test clean \
+.PHONY: help setup deps fmt fmt-fix lint check test docs docs-diagram clean \
 	ingest split-batches preprocess-batch preprocess-test pipeline-ingest \
-	train evaluate predict pipeline-train demo
+	train evaluate predict serve pipeline-train demo
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -41,13 +41,19 @@ lint: setup ## Lint (deno lint)
 check: setup ## Type-check every module (deno check)
 	$(DENO) check -q --frozen scripts/ lib/
 
-test: fmt lint check mlflow-test ## Run every test (fmt, lint, check, then deno test against a throw-away MLflow at :5501); ends with "N passed, N failed"
+test: fmt lint check docker-lint mlflow-test ## Run every test (fmt, lint, check, then deno test against a throw-away MLflow at :5501); ends with "N passed, N failed"
 	@mkdir -p .tmp-test
 	@set +e; MLFLOW_TRACKING_URI=$(MLFLOW_TEST_URI) $(DENO) test -P --frozen 2>&1 | tee .tmp-test/test-output.txt; status=$${PIPESTATUS[0]}; \
 	summary=$$(sed 's/\x1b\[[0-9;]*m//g' .tmp-test/test-output.txt | grep -E '^(ok|FAILED) \| ' | tail -1); \
 	passed=$$(echo "$$summary" | sed -nE 's/.* ([0-9]+) passed.*/\1/p'); \
 	failed=$$(echo "$$summary" | sed -nE 's/.* ([0-9]+) failed.*/\1/p'); \
 	echo "$${passed:-0} passed, $${failed:-0} failed"; exit $$status
+
+docs: setup ## Regenerate docs/model/scripts.md from every stage's --help (docs/docs_test.ts checks it)
+	$(TASK) docs
+
+docs-diagram: ## Re-render docs/assets/architecture.svg from its Graphviz source (needs dot: apt-get install graphviz)
+	dot -Tsvg docs/assets/architecture.dot -o docs/assets/architecture.svg
 
 clean: ## Remove generated data, test scratch folders (keeps the MLflow server's data)
 	rm -rf data/raw data/downloads data/batches data/processed .tmp-test
@@ -92,6 +98,9 @@ pipeline-train: setup ## Preprocess batch N, train on it, preprocess-test, evalu
 	test -n "$$version" || { echo "error: train printed no model_version" >&2; exit 1; }; \
 	$(TASK) preprocess_test; \
 	$(TASK) evaluate --model_version "$$version"
+
+serve: setup ## Serve a registered model over HTTP on :8000 (serve's default version unless model_version=V is given)
+	$(TASK) serve $(if $(filter command line,$(origin model_version)),--model_version $(model_version)) $(ARGS)
 
 ##@ Demo
 DEMO_ROWS ?= 20000
@@ -165,5 +174,6 @@ mlflow-test: $(MLFLOW_STAMP) ## Start the tests' throw-away MLflow at :5501 (dat
 mlflow-test-stop: ## Stop the tests' MLflow server
 	@$(MLFLOW_SERVER_SH) stop --url $(MLFLOW_TEST_URI) --data $(CURDIR)/.tmp-test/mlflow
 
-# Docker targets (docker-model-*, docker-api-*) live in their own file.
+# Docker targets (docker-model-*, docker-api-*) and benchmark targets live in their own files.
 -include docker/docker.mk
+-include bench.mk
