@@ -1,0 +1,231 @@
+/**
+ * Stage `serve`: the inference HTTP API. Loads a registered model version (or alias) from MLflow, then
+ * answers `POST /predict`, MLflow's scoring protocol (`GET /ping`, `POST /invocations`), health,
+ * readiness, version and Prometheus metrics, and serves a small web page at `/`. Routes, formats and
+ * errors are in `lib/api/handler.ts` and `docs/api/index.md`.
+ *
+ * It listens before the model is loaded, so `GET /health` answers at once and `GET /ready` turns 200
+ * when the model is in; if that first load fails the server stops with a one-line error (exit 1).
+ * `POST /reload` or SIGHUP loads the requested spec again (an alias such as `@champion` may have moved)
+ * and swaps the model in without dropping a request; a failed reload keeps the old model serving.
+ * SIGINT or SIGTERM stops accepting connections, lets requests in flight finish, and exits 0.
+ * Logs are JSON lines on stderr: one per request, plus start-up, reloads and errors.
+ *
+ * Run: `deno task serve [--model_version V] [--model-name NAME] [--port N] [--host H]`
+ * (`deno run -q -P=serve $MLFLOW_ALLOW_NET scripts/serve.ts`: listens on 0.0.0.0:8000 or
+ * 127.0.0.1:8000, talks to the MLflow server, reads PORT, HOST and the MLflow variables; no file access).
+ *
+ * @example Usage
+ * ```sh
+ * deno task serve --model_version @champion
+ * curl -s localhost:8000/predict -H 'content-type: application/json' \
+ *   -d '{"title": "Great value", "message": "Works as described"}'
+ * kill -HUP <pid>   # pick up a moved @champion
+ * ```
+ *
+ * @module
+ */
+import { readEnv, runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE } from "./_mlflow.ts";
+import { modelVersionFlag } from "./_model_flags.ts";
+import { PipelineError, UsageError } from "../lib/errors.ts";
+import { optionalIntegerFlag } from "../lib/flags.ts";
+import { createLogger } from "../lib/log.ts";
+import { MLFLOW_ENV_NAMES, netGrantHost, resolveMlflowConfig } from "../lib/mlflow_config.ts";
+import { parseVersionSpec } from "../lib/mlflow_registry.ts";
+import { loadModel } from "../lib/model_artifact.ts";
+import { ENGINES } from "../lib/engines.ts";
+import { createApi } from "../lib/api/handler.ts";
+import { createMlflowModelLoader } from "../lib/api/mlflow_model_loader.ts";
+import { ReloadingModelProvider } from "../lib/api/model_provider.ts";
+import { DEFAULT_LIMITS } from "../lib/api/validation.ts";
+import denoConfig from "../deno.json" with { type: "json" };
+
+/** Version spec served when `--model_version` is not given. */
+export const DEFAULT_MODEL_VERSION = "latest";
+/** Port when neither `--port` nor `PORT` is given. */
+export const DEFAULT_PORT = 8000;
+/** Listen address when neither `--host` nor `HOST` is given (all interfaces, as in a container). */
+export const DEFAULT_HOST = "0.0.0.0";
+
+const USAGE = `Usage: deno task serve [--model_version V] [--model-name NAME] [--port N] [--host H]
+                       [--max-batch N] [--max-body-bytes N] [--no-access-log] [--json] [--help]
+
+Serves a registered model over HTTP: POST /predict, POST /invocations (MLflow scoring protocol),
+GET /ping, /health, /ready, /version, /metrics, POST /reload, and a web page at /.
+POST /reload or SIGHUP loads --model_version again (e.g. a moved @champion) without dropping requests.
+
+Options:
+  --model_version V    Version to serve: a number, "latest" or "@alias" such as @champion
+                       (default ${DEFAULT_MODEL_VERSION}; --model-version works too)
+  --model-name NAME    Registered model (default MLFLOW_MODEL_NAME or ${DEFAULT_MODEL_NAME})
+  --port N             Port (default PORT or ${DEFAULT_PORT}; the permission set allows ${DEFAULT_PORT})
+  --host H             Listen address (default HOST or ${DEFAULT_HOST}; 127.0.0.1 for this machine only)
+  --max-batch N        Most reviews per request (default ${DEFAULT_LIMITS.maxBatch})
+  --max-body-bytes N   Largest request body (default ${DEFAULT_LIMITS.maxBodyBytes})
+  --no-access-log      Do not log one line per request
+  --json               On exit, print {requests, model} as JSON on stdout
+  -h, --help           Show this help
+
+${MLFLOW_ENV_USAGE}
+  PORT, HOST                 listen port and address (--port and --host win)
+  With MLFLOW_ALLOW_NET, name the listen address too, e.g.
+  MLFLOW_ALLOW_NET=--allow-net=mlflow:5000,0.0.0.0:8000 (it replaces the task's whole network grant).
+`;
+
+/** Command line of the stage. */
+export const spec: StageSpec = {
+  name: "serve",
+  usage: USAGE,
+  options: {
+    model_version: { type: "string" },
+    "model-version": { type: "string" },
+    "model-name": { type: "string" },
+    port: { type: "string" },
+    host: { type: "string" },
+    "max-batch": { type: "string" },
+    "max-body-bytes": { type: "string" },
+    "no-access-log": { type: "boolean" },
+  },
+};
+
+function stringFlag(ctx: StageContext, name: string): string | undefined {
+  const value = ctx.values[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+/**
+ * Checks a listen address before binding, so a typo or a missing grant fails with a clear line. A
+ * `MLFLOW_ALLOW_NET=--allow-net=...` replaces the set's whole net list, so it must name both addresses.
+ */
+function checkListenAddress(host: string, port: number, mlflowHost: string): void {
+  if (host.trim() === "" || /[\s/]/.test(host)) {
+    throw new UsageError(
+      `--host expects an address such as 0.0.0.0 or 127.0.0.1, got ${JSON.stringify(host)}`,
+    );
+  }
+  // Port 0 (any free port) cannot be checked ahead; Deno reports it when binding.
+  if (port === 0) return;
+  const address = `${host}:${port}`;
+  if (Deno.permissions.querySync({ name: "net", host: address }).state !== "granted") {
+    const grant = `MLFLOW_ALLOW_NET=--allow-net=${address},${mlflowHost}`;
+    // The default address is in the permission set, so only an MLFLOW_ALLOW_NET can have taken it away.
+    throw new PipelineError(
+      port === DEFAULT_PORT && (host === DEFAULT_HOST || host === "127.0.0.1")
+        ? `stage "serve" may not listen on ${address}: MLFLOW_ALLOW_NET replaces the task's network grant; set ${grant}`
+        : `stage "serve" may not listen on ${address}; use --port ${DEFAULT_PORT} with --host 0.0.0.0 or 127.0.0.1, or grant it with ${grant}`,
+    );
+  }
+}
+
+/** Serves until SIGINT/SIGTERM; see the module doc. */
+export async function main(ctx: StageContext): Promise<StageResult> {
+  const env = readEnv(["PORT", "HOST"]);
+  const versionSpec = modelVersionFlag(ctx.values, DEFAULT_MODEL_VERSION);
+  // Parsed here too (the loader parses it again), so a bad spec is a usage error before any network call.
+  parseVersionSpec(versionSpec, "--model_version");
+  const portFlag = stringFlag(ctx, "port");
+  const portSource = portFlag === undefined && env.PORT !== undefined ? "PORT" : "--port";
+  const port = optionalIntegerFlag(portSource, portFlag ?? env.PORT, DEFAULT_PORT, { min: 0, max: 65_535 });
+  const host = stringFlag(ctx, "host") ?? env.HOST ?? DEFAULT_HOST;
+  const limits = {
+    maxBatch: optionalIntegerFlag("--max-batch", stringFlag(ctx, "max-batch"), DEFAULT_LIMITS.maxBatch, {
+      min: 1,
+      max: 100_000,
+    }),
+    maxBodyBytes: optionalIntegerFlag(
+      "--max-body-bytes",
+      stringFlag(ctx, "max-body-bytes"),
+      DEFAULT_LIMITS.maxBodyBytes,
+      { min: 1024, max: 256 * 1024 * 1024 },
+    ),
+  };
+  // The listen address is checked before MLflow is contacted: it is the cheaper mistake to report.
+  const trackingUri = resolveMlflowConfig({}, readEnv(MLFLOW_ENV_NAMES)).trackingUri;
+  checkListenAddress(host, port, netGrantHost(trackingUri));
+
+  // Everything on stderr is a JSON line from here on, so a log collector can parse it.
+  const log = createLogger({ json: true, name: "serve" });
+  const mlflow = await connectMlflow({ modelName: stringFlag(ctx, "model-name") }, log, ctx.signal);
+  const provider = new ReloadingModelProvider(createMlflowModelLoader({
+    client: mlflow.client,
+    name: mlflow.modelName,
+    spec: versionSpec,
+    build: (files) => loadModel(files, ENGINES),
+  }));
+  const api = createApi({
+    provider,
+    appVersion: denoConfig.version,
+    limits,
+    log,
+    accessLog: ctx.values["no-access-log"] !== true,
+  });
+
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({
+      hostname: host,
+      port,
+      onListen: ({ hostname, port }) => {
+        const shown = hostname === "0.0.0.0"
+          ? "127.0.0.1"
+          : hostname.includes(":")
+          ? `[${hostname}]`
+          : hostname;
+        log.info("listening", { address: `${hostname}:${port}`, url: `http://${shown}:${port}/` });
+      },
+    }, api.handler);
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) {
+      throw new PipelineError(`${host}:${port} is already in use; stop the other server or pass --port`);
+    }
+    if (error instanceof Deno.errors.AddrNotAvailable) {
+      throw new PipelineError(`${host} is not an address of this machine; use --host 0.0.0.0 or 127.0.0.1`);
+    }
+    throw error;
+  }
+
+  const stopped = new Promise<void>((resolve) => {
+    if (ctx.signal.aborted) resolve();
+    ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  log.info("loading model", {
+    model_name: mlflow.modelName,
+    requested: versionSpec,
+    tracking_uri: mlflow.config.trackingUri,
+  });
+  const firstLoad = api.reload("startup");
+  // Handled below through the race; this keeps a load that fails after a stop from going unhandled.
+  firstLoad.catch(() => {});
+  try {
+    // Racing the stop signal lets Ctrl-C end a slow first download at once.
+    await Promise.race([firstLoad, stopped]);
+  } catch (error) {
+    await server.shutdown();
+    throw error;
+  }
+
+  const onHangup = () => {
+    // The outcome is logged and counted by api.reload; the old model keeps serving on failure.
+    api.reload("SIGHUP").catch(() => {});
+  };
+  Deno.addSignalListener("SIGHUP", onHangup);
+  await stopped;
+  Deno.removeSignalListener("SIGHUP", onHangup);
+  log.info("shutting down; finishing requests in flight", {
+    reason: String(ctx.signal.reason?.message ?? ""),
+  });
+  await server.shutdown();
+  const model = provider.current();
+  const requests = api.metrics.requestCount();
+  log.info("stopped", { requests });
+  return {
+    json: {
+      requests,
+      model: model ? { name: model.name, version: model.version, run_id: model.runId ?? null } : null,
+    },
+    text: `served ${requests.toLocaleString("en-US")} requests`,
+  };
+}
+
+if (import.meta.main) await runStage(spec, Deno.args, main);
