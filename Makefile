@@ -12,7 +12,7 @@ TASK := $(DENO) task -q
 # Extra flags for a stage, e.g. `make ingest ARGS="--rows 5000"`.
 ARGS ?=
 
-.PHONY: help setup deps fmt fmt-fix lint check test docs docs-diagram clean \
+.PHONY: help setup deps fmt fmt-fix lint check test test-deps docs docs-diagram clean \
 	ingest split-batches preprocess-batch preprocess-test pipeline-ingest \
 	train evaluate predict serve pipeline-train demo
 
@@ -48,6 +48,11 @@ test: fmt lint check docker-lint mlflow-test ## Run every test (fmt, lint, check
 	passed=$$(echo "$$summary" | sed -nE 's/.* ([0-9]+) passed.*/\1/p'); \
 	failed=$$(echo "$$summary" | sed -nE 's/.* ([0-9]+) failed.*/\1/p'); \
 	echo "$${passed:-0} passed, $${failed:-0} failed"; exit $$status
+
+test-deps: ## Install Debian's chromium for the browser test (root or sudo; CI runs it); without it that test skips loudly
+	@command -v chromium >/dev/null 2>&1 || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 docs: setup ## Regenerate docs/model/scripts.md from every stage's --help (docs/docs_test.ts checks it)
 	$(TASK) docs
@@ -99,8 +104,12 @@ pipeline-train: setup ## Preprocess batch N, train on it, preprocess-test, evalu
 	$(TASK) preprocess_test; \
 	$(TASK) evaluate --model_version "$$version"
 
-serve: setup ## Serve a registered model over HTTP on :8000 (serve's default version unless model_version=V is given)
-	$(TASK) serve $(if $(filter command line,$(origin model_version)),--model_version $(model_version)) $(ARGS)
+SERVE_PORT ?= 8000
+# MLFLOW_ALLOW_NET replaces the task's whole net grant, so the listen address is added back here.
+serve: setup ## Serve a registered model over HTTP on :$(SERVE_PORT) (model_version=V to pick one; SERVE_PORT=N)
+	MLFLOW_ALLOW_NET="$(MLFLOW_ALLOW_NET),0.0.0.0:$(SERVE_PORT),127.0.0.1:$(SERVE_PORT)" \
+		$(TASK) serve --port $(SERVE_PORT) \
+		$(if $(filter command line,$(origin model_version)),--model_version $(model_version)) $(ARGS)
 
 ##@ Demo
 DEMO_ROWS ?= 20000
