@@ -1,0 +1,50 @@
+/**
+ * Worker entry of {@linkcode trainForest}: receives the dataset's shared buffers once, then grows the trees
+ * it is asked for and posts each back (its typed arrays transferred, not copied).
+ *
+ * The message handler is installed only inside a worker, so importing this module elsewhere does nothing.
+ *
+ * @module
+ */
+import type { WorkerRequest, WorkerResponse } from "./forest.ts";
+import { SparseDataset } from "./sparse_dataset.ts";
+import { TreeBuilder } from "./tree_builder.ts";
+
+/** The part of a dedicated worker's global scope used here (the default type library is the window's). */
+interface WorkerScope {
+  onmessage: ((event: MessageEvent<WorkerRequest>) => void) | null;
+  postMessage(message: WorkerResponse, transfer?: Transferable[]): void;
+}
+
+/** Handles one request; exported for tests. */
+export function createHandler(post: WorkerScope["postMessage"]): (request: WorkerRequest) => void {
+  let builder: TreeBuilder | undefined;
+  return (request) => {
+    try {
+      if (request.type === "init") {
+        const data = SparseDataset.fromBuffers(request.data);
+        builder = new TreeBuilder(data, {
+          sum: new Int32Array(request.oobSum),
+          trees: new Int32Array(request.oobTrees),
+        });
+        return;
+      }
+      if (!builder) throw new Error("build request before init");
+      const tree = builder.build(request.index, request.settings);
+      post({ type: "tree", tree }, [
+        tree.nodes.buffer,
+        tree.importanceFeatures.buffer,
+        tree.importanceValues.buffer,
+      ]);
+    } catch (error) {
+      const e = error instanceof Error ? error : new Error(String(error));
+      post({ type: "error", message: e.message, stack: e.stack });
+    }
+  };
+}
+
+if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope === "function") {
+  const scope = globalThis as unknown as WorkerScope;
+  const handle = createHandler((message, transfer) => scope.postMessage(message, transfer));
+  scope.onmessage = (event) => handle(event.data);
+}
