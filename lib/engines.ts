@@ -5,13 +5,20 @@
  * @module
  */
 import { deserializeForest, MODEL_FORMAT as FOREST_FORMAT } from "./forest/model_format.ts";
+import { deserializeLinear, LINEAR_ENGINE_NAME } from "./linear/model_format.ts";
 import type { EngineCodec } from "./model_artifact.ts";
 
-/** The project's sparse random forest (`lib/forest/`). */
+/** The project's sparse random forest (`lib/forest/`): scores vocabulary ids. */
 export const FOREST_ENGINE: EngineCodec = {
   name: FOREST_FORMAT,
   decode: (bytes) => deserializeForest(bytes),
 };
 
+/** The fastText-style linear model over hashed n-grams (`lib/linear/`): scores tokens. */
+export const LINEAR_ENGINE: EngineCodec = {
+  name: LINEAR_ENGINE_NAME,
+  decode: (bytes) => deserializeLinear(bytes),
+};
+
 /** Every engine this build can load. */
-export const ENGINES: readonly EngineCodec[] = [FOREST_ENGINE];
+export const ENGINES: readonly EngineCodec[] = [FOREST_ENGINE, LINEAR_ENGINE];

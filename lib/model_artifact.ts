@@ -7,9 +7,14 @@
  *   MLmodel          MLflow's model descriptor (flavor, signature), so the MLflow UI shows a model
  *   model.json       manifest: format version, engine, tokenizer, vectorizer config, label map, versions,
  *                    and the SHA-256 of every other file
- *   vocabulary.json  the vectorizer (vocabulary and n-gram config)
+ *   vocabulary.json  the vectorizer (vocabulary and n-gram config), for engines that score vocabulary ids
  *   engine.bin       the trained engine (e.g. the sparse forest), in the engine's own compact format
  * ```
+ *
+ * Engines come in two kinds: a {@linkcode ScoringEngine} scores the vocabulary ids of `vocabulary.json`
+ * (the forest); a {@linkcode TokenScoringEngine} featurises tokens itself (the hashed linear model keeps
+ * its hashing configuration in `engine.bin`) and its artifact has no `vocabulary.json`. Loading asks the
+ * engine which kind it is, so evaluate, predict and the API never need to know the family in advance.
  *
  * Loading verifies each file's checksum and refuses unknown format versions, a tokenizer other than this
  * build's, or an engine it does not know, each with a one-line message saying what to do.
@@ -35,12 +40,25 @@ export interface ScoringEngine {
   predictProba(featureIds: Uint32Array): number;
 }
 
+/** A trained scorer that turns tokens into features itself (e.g. by hashing n-grams). */
+export interface TokenScoringEngine {
+  /** Probability that a review with these tokens is positive. */
+  predictTokensProba(tokens: readonly string[]): number;
+}
+
 /** How an engine is stored: its name, its own format version, and how to read it back. */
 export interface EngineCodec {
   /** Engine name recorded in model.json, e.g. "sparse-forest". */
   name: string;
   /** Decodes the engine file; throws PipelineError for a format version it does not support. */
-  decode(bytes: Uint8Array): ScoringEngine;
+  decode(bytes: Uint8Array): ScoringEngine | TokenScoringEngine;
+}
+
+/** Whether an engine featurises tokens itself. */
+export function isTokenScoringEngine(
+  engine: ScoringEngine | TokenScoringEngine,
+): engine is TokenScoringEngine {
+  return typeof (engine as Partial<TokenScoringEngine>).predictTokensProba === "function";
 }
 
 /** The manifest stored as `model.json`. */
@@ -71,8 +89,9 @@ export interface Prediction {
 /** A loaded, ready-to-score model. */
 export interface SentimentModel {
   manifest: ModelManifest;
-  vectorizer: Vectorizer;
-  engine: ScoringEngine;
+  /** The vocabulary, for engines that score vocabulary ids; undefined for a {@linkcode TokenScoringEngine}. */
+  vectorizer: Vectorizer | undefined;
+  engine: ScoringEngine | TokenScoringEngine;
   /** Tokenises, vectorises and scores one review. */
   predict(review: Pick<Review, "title" | "text">): Prediction;
   /** Scores already-tokenised text (evaluate reads tokens from data/processed). */
@@ -91,7 +110,8 @@ const decoder = new TextDecoder();
 export interface BuildModelOptions {
   engineName: string;
   engineBytes: Uint8Array;
-  vectorizer: Vectorizer;
+  /** The vocabulary; omitted for an engine that featurises tokens itself. */
+  vectorizer?: Vectorizer;
   appVersion: string;
   runId?: string;
   training?: Record<string, unknown>;
@@ -101,11 +121,11 @@ export interface BuildModelOptions {
  * Builds the artifact's files, ready to upload. The returned map's keys are paths relative to `model/`.
  */
 export function buildModelFiles(options: BuildModelOptions): Map<string, Uint8Array> {
-  const vocabulary = encoder.encode(JSON.stringify(options.vectorizer.toJSON()));
-  const files = new Map<string, Uint8Array>([
-    ["vocabulary.json", vocabulary],
-    ["engine.bin", options.engineBytes],
-  ]);
+  const files = new Map<string, Uint8Array>();
+  if (options.vectorizer) {
+    files.set("vocabulary.json", encoder.encode(JSON.stringify(options.vectorizer.toJSON())));
+  }
+  files.set("engine.bin", options.engineBytes);
   const manifest: ModelManifest = {
     format: MODEL_FORMAT,
     format_version: MODEL_FORMAT_VERSION,
@@ -122,11 +142,11 @@ export function buildModelFiles(options: BuildModelOptions): Map<string, Uint8Ar
     ...(options.training ? { training: options.training } : {}),
   };
   files.set("model.json", encoder.encode(JSON.stringify(manifest, null, 2) + "\n"));
-  files.set("MLmodel", encoder.encode(mlmodelYaml(manifest, options.runId)));
+  files.set("MLmodel", encoder.encode(mlmodelYaml(manifest, options.runId, files.has("vocabulary.json"))));
   return files;
 }
 
-function mlmodelYaml(manifest: ModelManifest, runId: string | undefined): string {
+function mlmodelYaml(manifest: ModelManifest, runId: string | undefined, vocabulary: boolean): string {
   const inputs = JSON.stringify([
     { type: "string", name: "title", required: true },
     { type: "string", name: "message", required: true },
@@ -146,7 +166,7 @@ function mlmodelYaml(manifest: ModelManifest, runId: string | undefined): string
     `    format_version: ${manifest.format_version}`,
     "    manifest: model.json",
     "    data: engine.bin",
-    "    vocabulary: vocabulary.json",
+    ...(vocabulary ? ["    vocabulary: vocabulary.json"] : []),
     `    tokenizer_version: '${manifest.tokenizer.version}'`,
     `    app_version: '${manifest.app_version}'`,
     `model_uuid: ${uuid}`,
@@ -210,15 +230,31 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
       })`,
     );
   }
-  const vectorizer = Vectorizer.fromJSON(
-    JSON.parse(decoder.decode(files.get("vocabulary.json")!)),
-  );
-  const engine = codec.decode(files.get("engine.bin")!);
+  const engineBytes = files.get("engine.bin");
+  if (!engineBytes || !manifest.files["engine.bin"]) {
+    throw new PipelineError("model artifact is missing engine.bin");
+  }
+  const engine = codec.decode(engineBytes);
+  let vectorizer: Vectorizer | undefined;
+  let score: (tokens: string[]) => number;
+  if (isTokenScoringEngine(engine)) {
+    score = (tokens) => engine.predictTokensProba(tokens);
+  } else {
+    const vocabulary = manifest.files["vocabulary.json"] ? files.get("vocabulary.json") : undefined;
+    if (!vocabulary) {
+      throw new PipelineError(
+        `model artifact is missing vocabulary.json, which engine "${manifest.engine}" needs`,
+      );
+    }
+    const loaded = Vectorizer.fromJSON(JSON.parse(decoder.decode(vocabulary)));
+    vectorizer = loaded;
+    score = (tokens) => engine.predictProba(loaded.transform(tokens));
+  }
   const positive = manifest.positive_polarity;
   const negative: Polarity = positive === 2 ? 1 : 2;
 
   function predictTokens(tokens: string[]): Prediction {
-    const positiveProbability = engine.predictProba(vectorizer.transform(tokens));
+    const positiveProbability = score(tokens);
     const polarity = positiveProbability >= 0.5 ? positive : negative;
     return {
       polarity,

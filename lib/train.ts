@@ -1,10 +1,14 @@
 /**
- * The train stage's work, apart from MLflow: find the processed batches, fit the vocabulary, vectorise
- * the reviews into a sparse dataset, and grow the forest. `scripts/train.ts` wraps it in an MLflow run.
+ * The train stage's work, apart from MLflow: find the processed batches and train one of the two model
+ * families on them. `scripts/train.ts` wraps it in an MLflow run.
  *
- * Two streamed passes over the processed files: the first counts document frequencies for the vocabulary,
- * the second turns each review into its sorted feature ids. Only the ids (4 bytes per distinct term per
- * review) are kept in memory, never the text.
+ * - `forest` ({@linkcode trainSentimentModel}): two streamed passes over the processed files: the first
+ *   counts document frequencies for the vocabulary, the second turns each review into its sorted feature
+ *   ids. Only the ids (4 bytes per distinct term per review) are kept in memory, never the text; then the
+ *   forest is grown on them.
+ * - `linear` ({@linkcode trainLinearModel}): SGD in passes over the files (`lib/linear/`), with hashed
+ *   n-gram features, so memory does not grow with the number of reviews; it can continue training a
+ *   registered model (a warm start).
  *
  * @module
  */
@@ -12,6 +16,16 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { PipelineError } from "./errors.ts";
 import { type ForestParams, resolveForestParams, trainForest } from "./forest/forest.ts";
+import type { LinearModel } from "./linear/model.ts";
+import { LINEAR_ENGINE_NAME, serializeLinear } from "./linear/model_format.ts";
+import {
+  countRows,
+  type HoldoutSplit,
+  type LinearParams,
+  resolveLinearParams,
+  type TrainingFile,
+  trainLinear,
+} from "./linear/trainer.ts";
 import { MODEL_FORMAT as FOREST_ENGINE_NAME, serializeForest } from "./forest/model_format.ts";
 import { SparseDatasetBuilder } from "./forest/sparse_dataset.ts";
 import type { Forest } from "./forest/forest.ts";
@@ -203,5 +217,100 @@ export async function trainSentimentModel(options: TrainModelOptions): Promise<T
     rows: totalRows,
     positives,
     seconds: { vocabulary: vocabularySeconds, vectorize: vectorizeSeconds, fit: fitSeconds },
+  };
+}
+
+/** The model families `train --model` offers. */
+export const MODEL_FAMILIES = ["forest", "linear"] as const;
+
+/** A model family. */
+export type ModelFamily = typeof MODEL_FAMILIES[number];
+
+/** The batches as the linear trainer reads them (the batch index is the hold-out split's file key). */
+export function trainingFilesOf(batches: readonly TrainingBatch[]): TrainingFile[] {
+  return batches.map((batch) => ({ path: batch.path, rows: batch.meta.rows, key: batch.index }));
+}
+
+/** Options of {@linkcode trainLinearModel}. */
+export interface TrainLinearModelOptions {
+  batches: readonly TrainingBatch[];
+  params?: Partial<LinearParams>;
+  /** Continue training this model (a warm start); its shape overrides `params`' dim, buckets and ngrams. */
+  initial?: LinearModel;
+  /** Hold these reviews out of training (a validation split). */
+  holdout?: HoldoutSplit;
+  signal?: AbortSignal;
+  /** Progress display mode. */
+  progress?: ProgressOptions["mode"];
+  /** Called when training starts, for logs. */
+  onPhase?: (phase: "fit", detail: Record<string, unknown>) => void;
+}
+
+/** A trained linear model and how it was made. */
+export interface TrainedLinearModel {
+  model: LinearModel;
+  engineName: string;
+  engineBytes: Uint8Array;
+  params: LinearParams;
+  /** Reviews per epoch. */
+  rows: number;
+  positives: number;
+  /** Mean training log loss of each epoch. */
+  epochLosses: number[];
+  seconds: { fit: number };
+}
+
+/**
+ * Trains a linear model on processed batches, or continues training `initial` on them.
+ *
+ * @param options Batches, parameters, optional warm-start model and hold-out split.
+ * @returns The model, its engine file and statistics.
+ * @throws {PipelineError} for empty batches, batches with one label only, or malformed files.
+ */
+export async function trainLinearModel(options: TrainLinearModelOptions): Promise<TrainedLinearModel> {
+  const shape = options.initial?.shape;
+  const params = resolveLinearParams({
+    ...options.params,
+    ...(shape ? { dim: shape.dim, buckets: shape.buckets, ngrams: shape.ngrams } : {}),
+  });
+  const files = trainingFilesOf(options.batches);
+  const totalRows = files.reduce((sum, file) => sum + file.rows, 0);
+  if (totalRows === 0) throw new PipelineError("the chosen batches hold no reviews; check data/processed");
+  options.onPhase?.("fit", {
+    rows: totalRows,
+    ...params,
+    ...(options.initial ? { warm_start_examples: options.initial.history.examples } : {}),
+  });
+  const filter = options.holdout ? { holdout: options.holdout, side: "train" as const } : undefined;
+  const progress = createProgress("fit", {
+    total: countRows(files, filter) * params.epochs,
+    unit: "reviews",
+    mode: options.progress,
+  });
+  const result = await trainLinear({
+    files,
+    params,
+    ...(options.initial ? { initial: options.initial } : {}),
+    ...(options.holdout ? { holdout: options.holdout } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    onProgress: (p) => progress.update(p.done),
+  });
+  progress.finish();
+  if (result.positives === 0 || result.positives === result.rows) {
+    throw new PipelineError(
+      `the chosen batches hold only ${
+        result.positives === 0 ? "negative" : "positive"
+      } reviews; a classifier needs both`,
+    );
+  }
+  return {
+    model: result.model,
+    engineName: LINEAR_ENGINE_NAME,
+    engineBytes: serializeLinear(result.model),
+    params,
+    rows: result.rows,
+    positives: result.positives,
+    epochLosses: result.epochLosses,
+    seconds: { fit: result.seconds },
   };
 }

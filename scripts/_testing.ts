@@ -78,6 +78,53 @@ export interface RunTaskOptions {
   stdin?: string;
   /** Kills the process with this signal after `killAfterMs`. */
   kill?: { signal: Deno.Signal; afterMs: number };
+  /**
+   * Kills the process (SIGKILL) and throws when it has not exited after this many milliseconds, so a hung
+   * stage fails its test instead of stalling the whole suite.
+   */
+  timeoutMs?: number;
+}
+
+/**
+ * What a stage process keeps of this process's environment: enough to find the Deno cache and tools,
+ * nothing that configures a stage (an inherited MLFLOW_TRACKING_URI or KAGGLE_KEY would make a test depend
+ * on the shell it runs in). Everything else a test passes explicitly.
+ */
+const INHERITED_ENV = ["PATH", "HOME", "DENO_DIR", "TMPDIR"] as const;
+
+function inheritedEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of INHERITED_ENV) {
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") continue;
+    const value = Deno.env.get(name);
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+/** The process of a task: its deno.json command, this Deno binary, `$NAME` expanded from `options.env`. */
+function spawnCommand(
+  root: ProjectRoot,
+  task: string,
+  args: string[],
+  options: RunTaskOptions,
+): Deno.Command {
+  const env = options.env ?? {};
+  const words = taskCommand(task).split(/\s+/).flatMap((word) => {
+    if (!word.startsWith("$")) return [word];
+    const value = env[word.slice(1)];
+    return value ? value.split(/\s+/) : [];
+  });
+  if (words[0] !== "deno") throw new Error(`task "${task}" does not start with deno: ${words.join(" ")}`);
+  return new Deno.Command(Deno.execPath(), {
+    args: [...words.slice(1), ...args],
+    cwd: root.path,
+    env: { ...inheritedEnv(), NO_COLOR: "1", ...env },
+    clearEnv: true,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  });
 }
 
 /**
@@ -90,22 +137,7 @@ export async function runTask(
   args: string[],
   options: RunTaskOptions = {},
 ): Promise<StageRun> {
-  const env = options.env ?? {};
-  const words = taskCommand(task).split(/\s+/).flatMap((word) => {
-    if (!word.startsWith("$")) return [word];
-    const value = env[word.slice(1)];
-    return value ? value.split(/\s+/) : [];
-  });
-  if (words[0] !== "deno") throw new Error(`task "${task}" does not start with deno: ${words.join(" ")}`);
-  const command = new Deno.Command(Deno.execPath(), {
-    args: [...words.slice(1), ...args],
-    cwd: root.path,
-    env: { NO_COLOR: "1", ...env },
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  });
-  const child = command.spawn();
+  const child = spawnCommand(root, task, args, options).spawn();
   if (options.stdin !== undefined) {
     const writer = child.stdin.getWriter();
     await writer.write(new TextEncoder().encode(options.stdin));
@@ -120,8 +152,171 @@ export async function runTask(
       } catch { /* already exited */ }
     }, afterMs);
   }
+  let hung = false;
+  const guard = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+    hung = true;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+  }, options.timeoutMs);
   const output = await child.output();
   clearTimeout(timer);
+  clearTimeout(guard);
+  if (hung) {
+    throw new Error(
+      `deno task ${task} ${args.join(" ")} did not exit within ${options.timeoutMs} ms (killed)`,
+    );
+  }
   const decoder = new TextDecoder();
   return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
+}
+
+/** A stage process started by {@linkcode startTask}, observed while it runs. */
+export interface TaskProcess {
+  /** Process id. */
+  readonly pid: number;
+  /**
+   * Resolves with the first match of `pattern` in stderr (what was printed so far, then each new chunk).
+   * Rejects when the process exits without printing it, or after `timeoutMs`.
+   */
+  waitForStderr(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Sends a signal; a process that already exited is ignored. */
+  kill(signal: Deno.Signal): void;
+  /** Exit code and everything printed, once the process has exited. */
+  readonly result: Promise<StageRun>;
+}
+
+/**
+ * Starts `deno task <task> ...args` like {@linkcode runTask}, but returns at once, so a test can act at a
+ * precise point of the stage's work (send SIGINT once it logs "fit", stop a server once the run exists)
+ * instead of after a guessed delay.
+ */
+export function startTask(
+  root: ProjectRoot,
+  task: string,
+  args: string[],
+  options: Omit<RunTaskOptions, "stdin" | "kill" | "timeoutMs"> = {},
+): TaskProcess {
+  const child = spawnCommand(root, task, args, { ...options, stdin: undefined }).spawn();
+  let stderr = "";
+  let exited = false;
+  const listeners = new Set<() => void>();
+  const notify = () => listeners.forEach((listener) => listener());
+  const collect = async (stream: ReadableStream<Uint8Array>, onText: (text: string) => void) => {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) onText(text);
+  };
+  let stdout = "";
+  const result = Promise.all([
+    collect(child.stdout, (text) => stdout += text),
+    collect(child.stderr, (text) => {
+      stderr += text;
+      notify();
+    }),
+    child.status,
+  ]).then(([, , status]) => {
+    exited = true;
+    notify();
+    return { code: status.code, stdout, stderr };
+  });
+  return {
+    pid: child.pid,
+    result,
+    kill(signal) {
+      try {
+        child.kill(signal);
+      } catch { /* already exited */ }
+    },
+    waitForStderr(pattern, timeoutMs = 60_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const match = stderr.match(pattern);
+          if (match) done(() => resolve(match));
+          else if (exited) {
+            done(() => reject(new Error(`${task} exited before printing ${pattern}:\n${stderr}`)));
+          }
+        };
+        const timer = setTimeout(
+          () =>
+            done(() =>
+              reject(new Error(`${task} did not print ${pattern} within ${timeoutMs} ms:\n${stderr}`))
+            ),
+          timeoutMs,
+        );
+        const done = (settle: () => void) => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          settle();
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+  };
+}
+
+/** A throw-away MLflow server of a test, on its own port, with its data under `.tmp-test/`. */
+export interface TestMlflowServer extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>`. */
+  uri: string;
+  /** Starts the server and waits until `/health` answers (the first start runs the migrations). */
+  start(): Promise<void>;
+  /** Stops the server and its workers (the data stays, so `start()` again is a restart). */
+  stop(): Promise<void>;
+}
+
+/** Options of {@linkcode testMlflowServer}. */
+export interface TestMlflowServerOptions {
+  /** The `mlflow` executable. @default {".venv/bin/mlflow"} */
+  mlflow?: string;
+  /** Environment of the server, e.g. `MLFLOW_FLASK_SERVER_SECRET_KEY`. */
+  env?: Record<string, string>;
+}
+
+/**
+ * A dedicated MLflow server for tests that stop, restart or reconfigure it (the shared test server at
+ * MLFLOW_TRACKING_URI must stay up for the other tests). It runs through `scripts/mlflow_server.sh`, with
+ * one worker and its data in `.tmp-test/<name>/`, wiped before the first start; disposing it stops it.
+ */
+export function testMlflowServer(
+  name: string,
+  port: number,
+  options: TestMlflowServerOptions = {},
+): TestMlflowServer {
+  const uri = `http://127.0.0.1:${port}`;
+  const data = join(REPO_ROOT, ".tmp-test", name);
+  const script = join(REPO_ROOT, "scripts", "mlflow_server.sh");
+  const mlflow = options.mlflow ?? join(REPO_ROOT, ".venv", "bin", "mlflow");
+  let wiped = false;
+  async function run(action: "start" | "stop"): Promise<void> {
+    const output = await new Deno.Command(script, {
+      args: [action, "--url", uri, "--data", data, "--mlflow", mlflow],
+      cwd: REPO_ROOT,
+      env: { MLFLOW_WORKERS: "1", ...options.env },
+      stdin: "null",
+    }).output();
+    if (!output.success) {
+      const decoder = new TextDecoder();
+      throw new Error(
+        `mlflow_server.sh ${action} ${uri} failed:\n${decoder.decode(output.stdout)}${
+          decoder.decode(output.stderr)
+        }`,
+      );
+    }
+  }
+  return {
+    uri,
+    async start() {
+      if (!wiped) {
+        // A server left behind by an interrupted test run would serve stale data: stop it, start afresh.
+        await run("stop");
+        await Deno.remove(data, { recursive: true }).catch(() => {});
+        wiped = true;
+      }
+      await run("start");
+    },
+    stop: () => run("stop"),
+    async [Symbol.asyncDispose]() {
+      await run("stop");
+    },
+  };
 }

@@ -1,8 +1,13 @@
 /**
- * Stage `evaluate`: loads a registered model version from MLflow, scores `data/processed/test.tsv`, and
- * logs accuracy, precision, recall, F1, ROC AUC, log loss and the confusion matrix to a new MLflow run
- * (tagged with the model name and version), with confusion-matrix and ROC-curve charts as artifacts. The
- * metrics are also set as tags on the model version.
+ * Stage `evaluate`: loads a registered model version from MLflow (any family: the artifact names its
+ * engine), scores `data/processed/test.tsv`, and logs accuracy, precision, recall, F1, ROC AUC, log loss
+ * and the confusion matrix to a new MLflow run (tagged with the model name and version), with
+ * confusion-matrix and ROC-curve charts as artifacts. The metrics are also set as `eval.*` tags on the
+ * model version.
+ *
+ * Then it decides the promotion (`lib/promotion.ts`): the version takes the `@champion` alias when it
+ * beats the current champion on the same test set by the margin, else it becomes `@challenger`; the
+ * decision, the reason and both scores are recorded as `promotion.*` tags. `--no-promote` only evaluates.
  *
  * @example
  * ```sh
@@ -12,22 +17,42 @@
  *
  * @module
  */
+import { UsageError } from "../lib/errors.ts";
 import { checkTestSet, evaluateModel, metricsForMlflow, TEST_SET_PATH } from "../lib/evaluate.ts";
+import { parseNumberFlag } from "../lib/flags.ts";
 import { withRun } from "../lib/mlflow_client.ts";
 import { parseVersionSpec } from "../lib/mlflow_registry.ts";
 import { loadRegisteredModel } from "../lib/model_store.ts";
+import {
+  applyPromotion,
+  CHALLENGER_ALIAS,
+  type ChampionState,
+  decidePromotion,
+  DEFAULT_PROMOTION_POLICY,
+  findChampion,
+  PROMOTION_METRICS,
+  type PromotionDecision,
+  promotionLine,
+  type PromotionMetric,
+  type PromotionPolicy,
+} from "../lib/promotion.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";
 
 const USAGE = `Usage: deno task evaluate --model_version V [options]
 
-Scores a registered model version on data/processed/test.tsv and logs the metrics to MLflow.
+Scores a registered model version on data/processed/test.tsv, logs the metrics to MLflow, and promotes
+the version to @champion when it beats the current champion on the same test set by the margin
+(otherwise it becomes @challenger). The last line says which, with both scores.
 
 Options:
   --model_version V        version number, "latest" or "@alias" (also --model-version; required)
   --model-name NAME        registered model (default ${DEFAULT_MODEL_NAME}, or MLFLOW_MODEL_NAME)
-  --json                   print {"model_name","model_version","run_id","metrics":{...}} on stdout
+  --promotion-metric M     ${PROMOTION_METRICS.join(", ")} (default ${DEFAULT_PROMOTION_POLICY.metric})
+  --promotion-margin X     how much better than the champion, in the metric's units (default ${DEFAULT_PROMOTION_POLICY.margin})
+  --no-promote             only evaluate; leave the aliases alone
+  --json                   print {"model_name","model_version","run_id","metrics":{...},"promotion":{...}}
   -h, --help               show this help
 
 ${MLFLOW_ENV_USAGE}
@@ -43,6 +68,9 @@ export const spec: StageSpec = {
     model_version: { type: "string" },
     "model-version": { type: "string" },
     "model-name": { type: "string" },
+    "promotion-metric": { type: "string" },
+    "promotion-margin": { type: "string" },
+    "no-promote": { type: "boolean" },
   },
 };
 
@@ -52,19 +80,82 @@ function formatMetrics(metrics: Record<string, number>): string {
     .join("\n");
 }
 
+/** Resolves the promotion flags; `undefined` with `--no-promote`. */
+function parsePromotionFlags(values: StageContext["values"]): PromotionPolicy | undefined {
+  const metric = values["promotion-metric"] as string | undefined;
+  const margin = values["promotion-margin"] as string | undefined;
+  if (values["no-promote"] === true) {
+    if (metric !== undefined || margin !== undefined) {
+      throw new UsageError("--promotion-metric and --promotion-margin have no effect with --no-promote");
+    }
+    return undefined;
+  }
+  if (metric !== undefined && !(PROMOTION_METRICS as readonly string[]).includes(metric)) {
+    throw new UsageError(
+      `--promotion-metric expects ${PROMOTION_METRICS.join(", ")}, got ${JSON.stringify(metric)}`,
+    );
+  }
+  return {
+    metric: (metric ?? DEFAULT_PROMOTION_POLICY.metric) as PromotionMetric,
+    margin: margin === undefined
+      ? DEFAULT_PROMOTION_POLICY.margin
+      : parseNumberFlag("--promotion-margin", margin, { min: 0, max: 1 }),
+  };
+}
+
+/** The `promotion` object of `--json`. */
+function promotionJson(decision: PromotionDecision): Record<string, unknown> {
+  return {
+    promoted: decision.promoted,
+    alias: decision.alias,
+    decision: decision.decision,
+    metric: decision.metric,
+    margin: decision.margin,
+    new: decision.new,
+    champion: decision.champion,
+    champion_version: decision.championVersion,
+    reason: decision.reason,
+  };
+}
+
 async function main(ctx: StageContext): Promise<StageResult> {
   const { values, log, signal } = ctx;
   const versionSpec = parseVersionSpec(modelVersionFlag(values), "--model_version");
+  const policy = parsePromotionFlags(values);
   // The test set must exist before anything is downloaded.
   await checkTestSet(TEST_SET_PATH);
   const mlflow = await connectMlflow({ modelName: values["model-name"] as string | undefined }, log, signal);
   const { client, config, modelName } = mlflow;
   const loaded = await loadRegisteredModel(client, modelName, versionSpec);
   const version = String(loaded.version.version);
-  log.info(`evaluating ${modelName} version ${version}`, { source: loaded.version.source });
+  log.info(`evaluating ${modelName} version ${version}`, {
+    engine: loaded.model.manifest.engine,
+    source: loaded.version.source,
+  });
 
   const evaluation = await evaluateModel(loaded.model, TEST_SET_PATH, { signal });
   const metrics = metricsForMlflow(evaluation.metrics);
+  const testSha256 = evaluation.meta.output.sha256;
+
+  let champion: ChampionState | undefined;
+  if (policy) {
+    champion = await findChampion(client, modelName, {
+      version,
+      metric: policy.metric,
+      testSha256,
+      signal,
+      score: async (championVersion) => {
+        log.info(`scoring champion version ${championVersion} on the same test set`);
+        const current = await loadRegisteredModel(client, modelName, championVersion);
+        const scored = await evaluateModel(current.model, TEST_SET_PATH, { signal });
+        return metricsForMlflow(scored.metrics)[policy.metric]!;
+      },
+    });
+  }
+  const decision = policy && champion
+    ? decidePromotion(version, metrics[policy.metric]!, champion, policy)
+    : undefined;
+
   const experiment = await client.getOrCreateExperiment(config.experimentName);
   const runId = await withRun(client, {
     experimentId: experiment.experimentId,
@@ -73,6 +164,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
       ...mlflow.sourceTags("scripts/evaluate.ts", "evaluate"),
       "model.name": modelName,
       "model.version": version,
+      "model.engine": loaded.model.manifest.engine,
       ...(loaded.version.runId ? { "model.run_id": loaded.version.runId } : {}),
     },
     signal,
@@ -81,31 +173,70 @@ async function main(ctx: StageContext): Promise<StageResult> {
     const id = run.info.runId;
     await client.logBatch(id, {
       params: { model_name: modelName, model_version: version, test_set: TEST_SET_PATH },
-      metrics: { ...metrics, evaluate_seconds: evaluation.seconds },
+      metrics: {
+        ...metrics,
+        evaluate_seconds: evaluation.seconds,
+        ...(decision?.champion != null ? { [`champion_${decision.metric}`]: decision.champion } : {}),
+      },
     });
     await client.logInputs(id, [{
       name: "test",
-      digest: evaluation.meta.output.sha256.slice(0, 36),
+      digest: testSha256.slice(0, 36),
       sourceType: "local",
       source: { uri: TEST_SET_PATH },
       profile: { num_rows: evaluation.meta.rows },
       context: "evaluation",
     }]);
-    const report = { model_name: modelName, model_version: version, metrics, roc_curve: evaluation.roc };
+    const report = {
+      model_name: modelName,
+      model_version: version,
+      metrics,
+      roc_curve: evaluation.roc,
+      ...(decision ? { promotion: promotionJson(decision) } : {}),
+    };
     await client.uploadArtifact(run.info.artifactUri, "metrics.json", JSON.stringify(report, null, 2));
     for (const [name, svg] of Object.entries(evaluation.charts)) {
       await client.uploadArtifact(run.info.artifactUri, name, svg);
     }
+    for (const [key, value] of Object.entries(metrics)) {
+      await client.setModelVersionTag(modelName, version, `eval.${key}`, String(value));
+    }
+    // Lets a later evaluate reuse these scores when this version is the champion and the test set is the same.
+    await client.setModelVersionTag(modelName, version, "eval.test_sha256", testSha256);
+    await client.setModelVersionTag(modelName, version, "eval.run_id", id);
+    if (decision) {
+      const registered = await client.getRegisteredModel(modelName);
+      const challenger = registered?.aliases[CHALLENGER_ALIAS];
+      await applyPromotion(
+        client,
+        modelName,
+        decision,
+        challenger === undefined ? undefined : String(challenger),
+      );
+      await client.logBatch(id, {
+        tags: {
+          "promotion.decision": decision.decision,
+          "promotion.reason": decision.reason,
+          "promotion.alias": decision.alias,
+        },
+      });
+    }
     return id;
   });
-  for (const [key, value] of Object.entries(metrics)) {
-    await client.setModelVersionTag(modelName, version, `eval.${key}`, String(value));
-  }
-  await client.setModelVersionTag(modelName, version, "eval.run_id", runId);
+  const line = decision ? promotionLine(decision) : "promotion: skipped (--no-promote)";
+  if (decision) log.info(decision.reason);
 
   return {
-    json: { model_name: modelName, model_version: version, run_id: runId, metrics },
-    text: `${modelName} version ${version} on ${TEST_SET_PATH} (run ${runId}):\n${formatMetrics(metrics)}`,
+    json: {
+      model_name: modelName,
+      model_version: version,
+      run_id: runId,
+      metrics,
+      promotion: decision ? promotionJson(decision) : null,
+    },
+    text: `${modelName} version ${version} on ${TEST_SET_PATH} (run ${runId}):\n${
+      formatMetrics(metrics)
+    }\n${line}`,
   };
 }
 

@@ -1,0 +1,200 @@
+/**
+ * The hashed n-gram features of the linear model: every token and every pair of adjacent tokens is mapped
+ * to one of `buckets` rows of the embedding table by a hash of its UTF-8 bytes (the "hashing trick" of
+ * Weinberger et al. 2009, as fastText uses it for n-grams).
+ *
+ * Hashing instead of a vocabulary is what lets training stream: there is no vocabulary pass, the table
+ * size is fixed before the first review is read, and batches added later (`--warm-start-from`) bring
+ * their new words along instead of being cut down to an old vocabulary.
+ *
+ * Training hashes tokens straight from the bytes of a processed file (no string is built per token), and
+ * prediction hashes the tokenizer's strings; {@linkcode hashToken} encodes UTF-8 on the fly so that both
+ * give the same number for the same token. The hash is part of the model format
+ * ({@linkcode HASH_FUNCTION}): changing it would silently scramble every saved model, so it never changes
+ * without a new name.
+ *
+ * @module
+ */
+
+/** Name of the hash recorded in every model; a model with another name is refused. */
+export const HASH_FUNCTION = "fnv1a32-utf8/bigram-fmix32";
+
+/** Which n-grams become features. */
+export interface HashingConfig {
+  /** Rows of the embedding table that features are hashed into. */
+  buckets: number;
+  /** 1 = tokens only; 2 = tokens and pairs of adjacent tokens. */
+  ngrams: 1 | 2;
+}
+
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+// fastText's multiplier for combining the hashes of two words into an n-gram hash.
+const NGRAM_MULTIPLIER = 116049371;
+
+/** murmur3's 32-bit finaliser: spreads the combined bigram hash over all bits before the modulo. */
+function fmix32(value: number): number {
+  let h = value | 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Hash of a pair of adjacent tokens, from the two tokens' hashes. */
+export function bigramHash(first: number, second: number): number {
+  return fmix32(Math.imul(first, NGRAM_MULTIPLIER) + second);
+}
+
+/**
+ * 32-bit FNV-1a of a string's UTF-8 encoding, without encoding it (lone surrogates count as U+FFFD, as
+ * `TextEncoder` writes them).
+ *
+ * @param token The token.
+ * @returns An unsigned 32-bit hash, equal to {@linkcode hashBytes} of `new TextEncoder().encode(token)`.
+ *
+ * @example Usage
+ * ```ts
+ * import { hashBytes, hashToken } from "./hashing.ts";
+ * const bytes = new TextEncoder().encode("café");
+ * console.assert(hashToken("café") === hashBytes(bytes, 0, bytes.length));
+ * ```
+ */
+export function hashToken(token: string): number {
+  let h = FNV_OFFSET;
+  const length = token.length;
+  for (let i = 0; i < length; i++) {
+    let c = token.charCodeAt(i);
+    if (c < 0x80) {
+      h = Math.imul(h ^ c, FNV_PRIME);
+      continue;
+    }
+    if (c < 0x800) {
+      h = Math.imul(h ^ (0xc0 | (c >> 6)), FNV_PRIME);
+      h = Math.imul(h ^ (0x80 | (c & 0x3f)), FNV_PRIME);
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const next = i + 1 < length ? token.charCodeAt(i + 1) : 0;
+      if (c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+        const point = 0x10000 + ((c - 0xd800) << 10) + (next - 0xdc00);
+        i++;
+        h = Math.imul(h ^ (0xf0 | (point >> 18)), FNV_PRIME);
+        h = Math.imul(h ^ (0x80 | ((point >> 12) & 0x3f)), FNV_PRIME);
+        h = Math.imul(h ^ (0x80 | ((point >> 6) & 0x3f)), FNV_PRIME);
+        h = Math.imul(h ^ (0x80 | (point & 0x3f)), FNV_PRIME);
+        continue;
+      }
+      c = 0xfffd;
+    }
+    h = Math.imul(h ^ (0xe0 | (c >> 12)), FNV_PRIME);
+    h = Math.imul(h ^ (0x80 | ((c >> 6) & 0x3f)), FNV_PRIME);
+    h = Math.imul(h ^ (0x80 | (c & 0x3f)), FNV_PRIME);
+  }
+  return h >>> 0;
+}
+
+/**
+ * 32-bit FNV-1a of `bytes[start, end)`.
+ *
+ * @param bytes The buffer.
+ * @param start First byte.
+ * @param end One past the last byte.
+ * @returns An unsigned 32-bit hash.
+ */
+export function hashBytes(bytes: Uint8Array, start: number, end: number): number {
+  let h = FNV_OFFSET;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i]!, FNV_PRIME);
+  return h >>> 0;
+}
+
+/**
+ * A reusable buffer of feature ids: the features of one review, in order (tokens, then pairs), with
+ * repeats, since a word said twice counts twice in the average.
+ */
+export class FeatureBuffer {
+  /** The ids; only the first {@linkcode FeatureBuffer.length} are valid. */
+  ids: Int32Array = new Int32Array(256);
+  /** Number of valid ids. */
+  length = 0;
+
+  /** Appends one id, growing the buffer when full. */
+  push(id: number): void {
+    if (this.length === this.ids.length) {
+      const grown = new Int32Array(this.ids.length * 2);
+      grown.set(this.ids);
+      this.ids = grown;
+    }
+    this.ids[this.length++] = id;
+  }
+}
+
+/**
+ * Computes the feature ids of a list of tokens (as the tokenizer returns them) into `out`. Empty tokens
+ * are skipped, and pairs are formed between the tokens that remain.
+ *
+ * @param tokens The review's tokens.
+ * @param config Buckets and n-gram order.
+ * @param out Buffer to fill; it is cleared first.
+ *
+ * @example Usage
+ * ```ts
+ * import { FeatureBuffer, featuresOfTokens } from "./hashing.ts";
+ * const out = new FeatureBuffer();
+ * featuresOfTokens(["not", "good"], { buckets: 1024, ngrams: 2 }, out);
+ * console.assert(out.length === 3); // "not", "good", "not good"
+ * ```
+ */
+export function featuresOfTokens(tokens: readonly string[], config: HashingConfig, out: FeatureBuffer): void {
+  out.length = 0;
+  const { buckets, ngrams } = config;
+  let previous = -1;
+  for (const token of tokens) {
+    if (token.length === 0) continue;
+    const h = hashToken(token);
+    out.push(h % buckets);
+    if (ngrams === 2 && previous !== -1) out.push(bigramHash(previous, h) % buckets);
+    previous = h;
+  }
+}
+
+/**
+ * Computes the feature ids of the space-separated tokens in `bytes[start, end)` (the token part of a
+ * processed line) into `out`, exactly as {@linkcode featuresOfTokens} does for the same tokens as strings.
+ *
+ * @param bytes The buffer holding the line.
+ * @param start First byte of the tokens (after the label and the tab).
+ * @param end One past the last byte (the line feed's position).
+ * @param config Buckets and n-gram order.
+ * @param out Buffer to fill; it is cleared first.
+ */
+export function featuresOfBytes(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  config: HashingConfig,
+  out: FeatureBuffer,
+): void {
+  out.length = 0;
+  const { buckets, ngrams } = config;
+  let previous = -1;
+  let h = FNV_OFFSET;
+  let tokenStart = start;
+  for (let i = start; i <= end; i++) {
+    const byte = i < end ? bytes[i]! : 0x20;
+    if (byte !== 0x20) {
+      h = Math.imul(h ^ byte, FNV_PRIME);
+      continue;
+    }
+    if (i > tokenStart) {
+      const hash = h >>> 0;
+      out.push(hash % buckets);
+      if (ngrams === 2 && previous !== -1) out.push(bigramHash(previous, hash) % buckets);
+      previous = hash;
+    }
+    h = FNV_OFFSET;
+    tokenStart = i + 1;
+  }
+}
