@@ -42,7 +42,9 @@ import { DEFAULT_LIMITS } from "../lib/api/validation.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
 /** Version spec served when `--model_version` is not given. */
-export const DEFAULT_MODEL_VERSION = "latest";
+export const DEFAULT_MODEL_VERSION = "@champion";
+/** Served instead of the default while no version holds the champion alias yet. */
+export const DEFAULT_FALLBACK_VERSION = "latest";
 /** Port when neither `--port` nor `PORT` is given. */
 export const DEFAULT_PORT = 8000;
 /** Listen address when neither `--host` nor `HOST` is given (all interfaces, as in a container). */
@@ -57,7 +59,8 @@ POST /reload or SIGHUP loads --model_version again (e.g. a moved @champion) with
 
 Options:
   --model_version V    Version to serve: a number, "latest" or "@alias" such as @champion
-                       (default ${DEFAULT_MODEL_VERSION}; --model-version works too)
+                       (default ${DEFAULT_MODEL_VERSION}, or ${DEFAULT_FALLBACK_VERSION} while no
+                       version is champion yet; --model-version works too)
   --model-name NAME    Registered model (default MLFLOW_MODEL_NAME or ${DEFAULT_MODEL_NAME})
   --port N             Port (default PORT or ${DEFAULT_PORT}; the permission set allows ${DEFAULT_PORT})
   --host H             Listen address (default HOST or ${DEFAULT_HOST}; 127.0.0.1 for this machine only)
@@ -151,6 +154,10 @@ export async function main(ctx: StageContext): Promise<StageResult> {
     client: mlflow.client,
     name: mlflow.modelName,
     spec: versionSpec,
+    ...(versionSpec === DEFAULT_MODEL_VERSION && ctx.values.model_version === undefined &&
+        ctx.values["model-version"] === undefined
+      ? { fallbackSpec: DEFAULT_FALLBACK_VERSION }
+      : {}),
     build: (files) => loadModel(files, ENGINES),
   }));
   const api = createApi({

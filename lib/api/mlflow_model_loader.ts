@@ -25,6 +25,12 @@ export interface MlflowModelLoaderOptions {
   build: (files: Map<string, Uint8Array>) => ReviewPredictor;
   /** Largest model accepted, in bytes, so a wrong artifact cannot exhaust memory. @default {2 GiB} */
   maxModelBytes?: number;
+  /**
+   * Served while the alias of `spec` is not set on the model yet, e.g. `latest` behind serve's default
+   * `@champion` before any evaluation promoted a version. Re-checked on every reload, so the alias is
+   * picked up as soon as it exists.
+   */
+  fallbackSpec?: string;
 }
 
 /**
@@ -49,9 +55,22 @@ export function createMlflowModelLoader(options: MlflowModelLoaderOptions): Mode
   const name = validateModelName(options.name);
   const spec = parseVersionSpec(options.spec, "--model_version");
   const requested = spec.kind === "number" ? undefined : spec.kind === "latest" ? "latest" : `@${spec.alias}`;
+  const fallback = options.fallbackSpec === undefined
+    ? undefined
+    : parseVersionSpec(options.fallbackSpec, "--model_version");
+
+  async function resolve() {
+    if (fallback && spec.kind === "alias") {
+      const registered = await client.getRegisteredModel(name);
+      if (registered && !(spec.alias in registered.aliases)) {
+        return await resolveModelVersion(client, name, fallback);
+      }
+    }
+    return await resolveModelVersion(client, name, spec);
+  }
 
   return async (current) => {
-    const version = await resolveModelVersion(client, name, spec);
+    const version = await resolve();
     const versionText = String(version.version);
     // A registered version's files never change, so the same version (and run) needs no download.
     if (

@@ -155,3 +155,28 @@ Deno.test("createMlflowModelLoader() refuses a tampered artifact with the versio
     },
   );
 });
+
+Deno.test("createMlflowModelLoader() serves the fallback until the alias exists, then the alias on reload", async () => {
+  const state: FakeMlflowState = {
+    name: NAME,
+    versions: {
+      "1": { runId: "run1", files: { "model.json": "{}" } },
+      "2": { runId: "run2", files: { "model.json": "{}" } },
+    },
+    aliases: {},
+  };
+  const fake = createFakeMlflow(state);
+  const client = new MlflowClient({ trackingUri: TRACKING, fetch: fake.fetch, retry: { retries: 0 } });
+  const load = createMlflowModelLoader({
+    client,
+    name: NAME,
+    spec: "@champion",
+    fallbackSpec: "latest",
+    build: buildFrom([]),
+  });
+  const first = await load(undefined);
+  assert.equal(first.version, "2");
+  state.aliases.champion = "1";
+  const second = await load(first);
+  assert.equal(second.version, "1");
+});
