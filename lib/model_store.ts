@@ -6,9 +6,18 @@
  * @module
  */
 import { ENGINES } from "./engines.ts";
+import { PipelineError } from "./errors.ts";
 import type { MlflowClient, ModelVersion } from "./mlflow_client.ts";
 import { resolveModelVersion, type VersionSpec } from "./mlflow_registry.ts";
-import { type EngineCodec, loadModel, type SentimentModel } from "./model_artifact.ts";
+import { type EngineCodec, loadModel, type SentimentModel, sha256Hex } from "./model_artifact.ts";
+
+/**
+ * Model version tag holding the SHA-256 of the artifact's `model.json`, set by train when it registers
+ * the version. `model.json` holds the checksums of the other files but cannot hold its own, so without
+ * this tag a valid-looking edit of it (swapped labels, another positive polarity) would load silently;
+ * the registry keeps the tag apart from the artifact store.
+ */
+export const MODEL_JSON_SHA256_TAG = "model_json_sha256";
 
 /** A model loaded from the registry, with where it came from. */
 export interface RegisteredSentimentModel {
@@ -42,5 +51,14 @@ export async function loadRegisteredModel(
     maxFiles: 64,
     maxBytes: MAX_MODEL_BYTES,
   });
+  const expected = version.tags[MODEL_JSON_SHA256_TAG];
+  const manifest = files.get("model.json");
+  // Versions registered before the tag existed have none: their other files are still verified below.
+  if (expected !== undefined && manifest !== undefined && sha256Hex(manifest) !== expected) {
+    throw new PipelineError(
+      `model "${name}" version ${version.version}: model.json does not match the checksum recorded when ` +
+        `version ${version.version} was registered (tampered or replaced); retrain or register the version again`,
+    );
+  }
   return { model: loadModel(files, codecs), version, downloadUri };
 }

@@ -171,8 +171,11 @@ export async function runTask(
   return { code: output.code, stdout: decoder.decode(output.stdout), stderr: decoder.decode(output.stderr) };
 }
 
-/** A stage process started by {@linkcode startTask}, observed while it runs. */
-export interface TaskProcess {
+/**
+ * A stage process started by {@linkcode startTask}, observed while it runs. Disposing it kills the process
+ * (SIGKILL) if it still runs, so a failed assertion never leaves a stage behind.
+ */
+export interface TaskProcess extends AsyncDisposable {
   /** Process id. */
   readonly pid: number;
   /**
@@ -218,13 +221,18 @@ export function startTask(
     notify();
     return { code: status.code, stdout, stderr };
   });
+  const kill = (signal: Deno.Signal) => {
+    try {
+      child.kill(signal);
+    } catch { /* already exited */ }
+  };
   return {
     pid: child.pid,
     result,
-    kill(signal) {
-      try {
-        child.kill(signal);
-      } catch { /* already exited */ }
+    kill,
+    async [Symbol.asyncDispose]() {
+      if (!exited) kill("SIGKILL");
+      await result;
     },
     waitForStderr(pattern, timeoutMs = 60_000) {
       return new Promise((resolve, reject) => {
