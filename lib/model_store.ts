@@ -27,6 +27,24 @@ export interface RegisteredSentimentModel {
   downloadUri: string;
 }
 
+/**
+ * Checks the downloaded `model.json` against the SHA-256 train recorded on the version
+ * ({@linkcode MODEL_JSON_SHA256_TAG}): `model.json` holds the other files' checksums but cannot hold its own.
+ * Versions registered before the tag existed have none; their other files are still verified by `loadModel`.
+ *
+ * @throws {PipelineError} when the manifest was replaced or edited after registration.
+ */
+export function verifyManifestChecksum(version: ModelVersion, files: Map<string, Uint8Array>): void {
+  const expected = version.tags[MODEL_JSON_SHA256_TAG];
+  const manifest = files.get("model.json");
+  if (expected !== undefined && manifest !== undefined && sha256Hex(manifest) !== expected) {
+    throw new PipelineError(
+      `model "${version.name}" version ${version.version}: model.json does not match the checksum recorded when ` +
+        `version ${version.version} was registered (tampered or replaced); retrain or register the version again`,
+    );
+  }
+}
+
 /** A model artifact is a handful of files; anything far larger is not ours. */
 const MAX_MODEL_BYTES = 2 ** 31 - 1;
 
@@ -51,14 +69,6 @@ export async function loadRegisteredModel(
     maxFiles: 64,
     maxBytes: MAX_MODEL_BYTES,
   });
-  const expected = version.tags[MODEL_JSON_SHA256_TAG];
-  const manifest = files.get("model.json");
-  // Versions registered before the tag existed have none: their other files are still verified below.
-  if (expected !== undefined && manifest !== undefined && sha256Hex(manifest) !== expected) {
-    throw new PipelineError(
-      `model "${name}" version ${version.version}: model.json does not match the checksum recorded when ` +
-        `version ${version.version} was registered (tampered or replaced); retrain or register the version again`,
-    );
-  }
+  verifyManifestChecksum(version, files);
   return { model: loadModel(files, codecs), version, downloadUri };
 }

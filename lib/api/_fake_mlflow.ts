@@ -13,6 +13,8 @@ export interface FakeVersion {
   runId: string;
   files: Map<string, Uint8Array> | Record<string, string>;
   status?: string;
+  /** Version tags, e.g. the model.json checksum train records. */
+  tags?: Record<string, string>;
 }
 
 /** What the fake registry holds; mutable. */
@@ -58,6 +60,7 @@ export function createFakeMlflow(state: FakeMlflowState): FakeMlflow {
     run_id: state.versions[version]!.runId,
     source: artifactUri(state.versions[version]!.runId),
     status: state.versions[version]!.status ?? "READY",
+    tags: Object.entries(state.versions[version]!.tags ?? {}).map(([key, value]) => ({ key, value })),
   });
   const notFound = (message: string) =>
     Response.json({ error_code: "RESOURCE_DOES_NOT_EXIST", message }, { status: 404 });

@@ -11,6 +11,7 @@
 import { PipelineError } from "../errors.ts";
 import type { MlflowClient } from "../mlflow_client.ts";
 import { parseVersionSpec, resolveModelVersion, validateModelName } from "../mlflow_registry.ts";
+import { verifyManifestChecksum } from "../model_store.ts";
 import type { LoadedModel, ModelLoader, ReviewPredictor } from "./model_provider.ts";
 
 /** Options of {@linkcode createMlflowModelLoader}. */
@@ -94,6 +95,7 @@ export function createMlflowModelLoader(options: MlflowModelLoaderOptions): Mode
         `model "${name}" version ${versionText} has no files at ${downloadUri}; register a version that train uploaded`,
       );
     }
+    verifyManifestChecksum(version, files);
     let predictor: ReviewPredictor;
     try {
       predictor = build(files);

@@ -180,3 +180,22 @@ Deno.test("createMlflowModelLoader() serves the fallback until the alias exists,
   const second = await load(first);
   assert.equal(second.version, "1");
 });
+
+Deno.test("createMlflowModelLoader() refuses a model.json that differs from the checksum train recorded", async () => {
+  const { client } = fakeMlflow({
+    versions: {
+      "1": {
+        runId: "run1",
+        files: { "model.json": '{"edited":true}' },
+        tags: { model_json_sha256: "0".repeat(64) },
+      },
+    },
+    aliases: {},
+  });
+  const load = createMlflowModelLoader({ client, name: NAME, spec: "1", build: buildFrom([]) });
+  await assert.rejects(() => load(undefined), (error: Error) => {
+    assert.ok(error instanceof PipelineError);
+    assert.match(error.message, /model\.json does not match the checksum recorded/);
+    return true;
+  });
+});
