@@ -7,6 +7,8 @@
  * @module
  */
 import type { WorkerRequest, WorkerResponse } from "./forest.ts";
+import type { Forest } from "./forest.ts";
+import { deserializeForest } from "./model_format.ts";
 import { SparseDataset } from "./sparse_dataset.ts";
 import { TreeBuilder } from "./tree_builder.ts";
 
@@ -19,14 +21,38 @@ interface WorkerScope {
 /** Handles one request; exported for tests. */
 export function createHandler(post: WorkerScope["postMessage"]): (request: WorkerRequest) => void {
   let builder: TreeBuilder | undefined;
+  // Scoring requests come in chunks of one job: load the model and wrap the data once per job.
+  let scoring:
+    | { model: SharedArrayBuffer; forest: Forest; data: SparseDataset; ids: SharedArrayBuffer }
+    | undefined;
   return (request) => {
     try {
+      if (request.type === "score") {
+        if (scoring?.model !== request.model || scoring.ids !== request.data.ids) {
+          scoring = {
+            model: request.model,
+            forest: deserializeForest(new Uint8Array(request.model)),
+            data: SparseDataset.fromBuffers(request.data),
+            ids: request.data.ids,
+          };
+        }
+        const out = new Float64Array(request.out);
+        for (let r = request.start; r < request.end; r++) {
+          out[r] = scoring.forest.predictProba(scoring.data.row(r));
+        }
+        post({ type: "scored", start: request.start, end: request.end });
+        return;
+      }
       if (request.type === "init") {
-        const data = SparseDataset.fromBuffers(request.data);
-        builder = new TreeBuilder(data, {
-          sum: new Int32Array(request.oobSum),
-          trees: new Int32Array(request.oobTrees),
-        });
+        builder = new TreeBuilder(SparseDataset.fromBuffers(request.data));
+        return;
+      }
+      if (request.type === "finish") {
+        const oob = builder?.takeOutOfBag();
+        post(
+          { type: "oob", sum: oob?.sum, trees: oob?.trees },
+          oob ? [oob.sum.buffer, oob.trees.buffer] : [],
+        );
         return;
       }
       if (!builder) throw new Error("build request before init");

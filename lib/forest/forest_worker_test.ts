@@ -6,16 +6,12 @@ import { TreeBuilder } from "./tree_builder.ts";
 
 const settings = { mtry: 3, maxDepth: 0, minSamplesLeaf: 1, bootstrap: true, seed: 42 };
 
-Deno.test("forest worker handler builds the requested tree and transfers its arrays", () => {
+Deno.test("forest worker handler builds the requested tree, then hands over its out-of-bag votes", () => {
   const { dataset } = synthetic({ rows: 200, numFeatures: 10, seed: 1, flip: 0.1 });
   dataset.columns();
   const posted: { message: WorkerResponse; transfer?: Transferable[] }[] = [];
   const handle = createHandler((message, transfer) => posted.push({ message, transfer }));
-  const oob = {
-    sum: new Int32Array(new SharedArrayBuffer(800)),
-    trees: new Int32Array(new SharedArrayBuffer(800)),
-  };
-  handle({ type: "init", data: dataset.buffers(), oobSum: oob.sum.buffer, oobTrees: oob.trees.buffer });
+  handle({ type: "init", data: dataset.buffers() });
   handle({ type: "build", index: 4, settings });
   assert.equal(posted.length, 1);
   const { message, transfer } = posted[0]!;
@@ -26,7 +22,13 @@ Deno.test("forest worker handler builds the requested tree and transfers its arr
   assert.deepEqual(message.tree.nodes, expected.nodes);
   assert.deepEqual(message.tree.importanceValues, expected.importanceValues);
   assert.equal(transfer?.length, 3);
-  assert.ok(oob.trees.some((v) => v > 0), "out-of-bag votes were added to the shared buffers");
+  handle({ type: "finish" });
+  const oob = posted[1]!.message;
+  assert.equal(oob.type, "oob");
+  if (oob.type !== "oob") return;
+  assert.equal(oob.trees?.length, 200);
+  assert.ok(oob.trees!.some((v) => v === 1) && oob.trees!.some((v) => v === 0), "one tree's out-of-bag rows");
+  assert.equal(posted[1]!.transfer?.length, 2);
 });
 
 Deno.test("forest worker handler reports a build before init as an error message", () => {
