@@ -171,6 +171,7 @@ function workerPool(size: number): ChunkRunner {
       if (failure) return Promise.reject(failure);
       let slot = slots[0]!;
       for (const other of slots) if (other.busy < slot.busy) slot = other;
+      // Two chunks per worker: one being tokenized and one queued, so it never waits for the main thread.
       if (slot.busy >= 2) {
         try {
           return Promise.resolve(tokenizeChunk(chunk));
@@ -294,6 +295,8 @@ async function checkUpToDate(
 }
 
 interface InFlight {
+  /** Set once `result` settled, so the writer can take finished chunks without waiting. */
+  settled: boolean;
   /** Source line number of each review of the chunk. */
   lineNumbers: number[];
   /** Raw source line of each review, kept for the rejects file. */
@@ -353,9 +356,11 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
   if (!Number.isSafeInteger(workers) || workers < 0) {
     throw new RangeError(`workers must be a non-negative integer, got ${workers}`);
   }
-  // Two chunks per worker (one being tokenized, one queued, so a worker never waits for the reader), plus
-  // room for chunks the main thread tokenized: enough to keep every thread busy, few enough for flat memory.
-  const maxInFlight = workers * 2 + 2;
+  // Finished chunks are written as soon as they reach the head of the queue; the main thread waits for an
+  // unfinished head only when this many chunks are in flight. Until then it keeps reading (and tokenizing
+  // when the workers are busy), so it never idles behind one slow chunk. Enough to keep every thread busy,
+  // few enough (a few MB) for flat memory.
+  const maxInFlight = 4 * (workers + 1);
 
   await Deno.mkdir(dirname(output), { recursive: true });
   await using out = await ProcessedWriter.create(output);
@@ -385,9 +390,10 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
 
   const dispatch = (): void => {
     const result = runner.run(chunk);
-    // Marked handled now; the real handling is the `await` in drain(), in order.
-    result.catch(() => {});
-    queue.push({ lineNumbers, raws, rejects: readerRejects, result });
+    const entry: InFlight = { settled: false, lineNumbers, raws, rejects: readerRejects, result };
+    // Also marks the promise handled; the real handling is the `await` in drain(), in order.
+    result.then(() => entry.settled = true, () => entry.settled = true);
+    queue.push(entry);
     chunk = { polarities: [], titles: [], texts: [] };
     lineNumbers = [];
     raws = [];
@@ -435,7 +441,7 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
       raws.push(raw);
       if (chunk.polarities.length >= chunkSize) {
         dispatch();
-        if (queue.length >= maxInFlight) await drain();
+        while (queue.length > 0 && (queue[0]!.settled || queue.length >= maxInFlight)) await drain();
       }
     }
     if (chunk.polarities.length > 0 || readerRejects.length > 0) dispatch();

@@ -148,9 +148,9 @@ Deno.test("preprocess_batch interrupted by SIGINT exits 130 and leaves no partia
   await using root = await createProjectRoot();
   // Big enough to still be running when the signal arrives, even on a fast machine.
   await Deno.mkdir(root.resolve("data/batches"), { recursive: true });
-  const lines = [...generateReviews({ rows: 300_000, seed: 1 })].map(formatReviewLine);
+  const lines = [...generateReviews({ rows: 400_000, seed: 1 })].map(formatReviewLine);
   await Deno.writeTextFile(root.resolve("data/batches/train_batch_0.csv"), lines.join(""));
-  const run = await runTask(root, "preprocess_batch", ["0"], { kill: { signal: "SIGINT", afterMs: 1500 } });
+  const run = await runTask(root, "preprocess_batch", ["0"], { kill: { signal: "SIGINT", afterMs: 1000 } });
   assert.equal(run.code, 130, run.stderr);
   assert.match(run.stderr, /error: interrupted by SIGINT; partial outputs were removed/);
   const left: string[] = [];
