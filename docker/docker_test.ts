@@ -251,6 +251,15 @@ Deno.test("entrypoint.sh: knows exactly the stage tasks of deno.json and grants 
   assert.deepEqual(listed("MLFLOW_STAGES").sort(), mlflowTasks.map(([name]) => name).sort());
 });
 
+Deno.test("entrypoint.sh: passes each stage the same --v8-flags as its deno task", async () => {
+  for (const [stage, command] of stageTasks()) {
+    const run = await runEntrypoint(REPO_ROOT, [stage], { DENO: "echo" });
+    assert.equal(run.code, 0, run.stderr);
+    const flags = (text: string) => text.split(/\s+/).filter((word) => word.startsWith("--v8-flags="));
+    assert.deepEqual(flags(run.stdout), flags(command), stage);
+  }
+});
+
 Deno.test("entrypoint.sh: refuses an unknown stage with one line listing the stages, exit 2", async () => {
   const run = await runEntrypoint(REPO_ROOT, ["trian", "--batches", "0"]);
   assert.equal(run.code, 2);

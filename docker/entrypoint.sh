@@ -102,6 +102,13 @@ elif [ "$stage" = ingest ] && [ -n "${INGEST_ALLOW_NET:-}" ]; then
   net=$(net_flag_from_env INGEST_ALLOW_NET "$INGEST_ALLOW_NET")
 fi
 
+# The preprocess stages run with a bounded V8 heap, exactly as their deno tasks do (deno.json; a docker test
+# keeps the two equal): their live heap is a few tens of MB, and without the cap V8 grows to 300-400 MB.
+v8=""
+case $stage in
+preprocess_batch | preprocess_test) v8="--v8-flags=--max-semi-space-size=2,--max-old-space-size=512" ;;
+esac
+
 # exec: tini's child becomes deno itself, so SIGTERM from `docker stop` reaches the stage, which removes its
 # partial outputs and exits 130.
-exec "${DENO:-deno}" run -q --frozen --cached-only "-P=$stage" ${net:+"$net"} "scripts/$stage.ts" "$@"
+exec "${DENO:-deno}" run -q --frozen --cached-only "-P=$stage" ${v8:+"$v8"} ${net:+"$net"} "scripts/$stage.ts" "$@"
