@@ -212,6 +212,11 @@ export interface PreprocessOptions {
   chunkSize?: number;
   /** Aborting it stops the run and removes the partial outputs. */
   signal?: AbortSignal;
+  /**
+   * SHA-256 the source must have (a batch's checksum in the split manifest). A source that differs, such as
+   * a batch left over from an interrupted or older split, is refused and nothing is written.
+   */
+  expectedSha256?: string;
   /** Where to log what happened. */
   log?: Logger;
   /** Progress display. @default {"tty" on a terminal, else "lines"} */
@@ -459,6 +464,12 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
     );
   }
   const sourceSha256 = hash.digest("hex");
+  if (options.expectedSha256 !== undefined && options.expectedSha256 !== sourceSha256) {
+    throw new PipelineError(
+      `${source} does not match the checksum in its split manifest (left from an interrupted or older split?); ` +
+        `rerun "deno task split_batches --force"`,
+    );
+  }
   await rejectsOut.commit();
   const meta = await out.commit({
     source,

@@ -21,7 +21,7 @@
  */
 import { join } from "node:path";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
-import { batchFileName } from "../lib/batches.ts";
+import { batchFileName, MANIFEST_FILE, readManifest } from "../lib/batches.ts";
 import { PipelineError, UsageError } from "../lib/errors.ts";
 import { parseIntegerFlag } from "../lib/flags.ts";
 import { preprocessFile } from "../lib/preprocess.ts";
@@ -109,8 +109,21 @@ export async function main(ctx: StageContext): Promise<StageResult> {
     );
   }
 
+  // The split manifest says which batches belong together; a batch it does not list, or whose bytes
+  // differ from its checksum, is a leftover of another split and would silently mix two datasets.
+  const manifest = await readManifest(BATCHES_DIR);
+  const entry = manifest?.batches.find((candidate) => candidate.index === batch);
+  if (manifest && !entry) {
+    throw new PipelineError(
+      `batch ${batch} is not listed in ${
+        join(BATCHES_DIR, MANIFEST_FILE)
+      } (a leftover of an older split?); ` +
+        `rerun "deno task split_batches --force"`,
+    );
+  }
   const result = await preprocessFile({
     source,
+    ...(entry ? { expectedSha256: entry.sha256 } : {}),
     output: join(PROCESSED_DIR, `train_batch_${batch}.tsv`),
     force: ctx.values.force === true,
     workers,

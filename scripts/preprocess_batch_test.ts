@@ -162,3 +162,29 @@ Deno.test("preprocess_batch interrupted by SIGINT exits 130 and leaves no partia
   }
   assert.deepEqual(left, []);
 });
+
+Deno.test("preprocess_batch refuses a batch that differs from, or is missing in, the split manifest", async () => {
+  await using root = await createProjectRoot();
+  assert.equal(
+    (await runTask(root, "ingest", ["--source", "sample", "--rows", "400", "--test-rows", "50"])).code,
+    0,
+  );
+  assert.equal((await runTask(root, "split_batches", ["--batch-size", "200"])).code, 0);
+  // A batch rewritten behind the manifest's back (e.g. left by an interrupted split) and one it never listed.
+  await writeBatch(root, 1, 100);
+  await writeBatch(root, 5, 100);
+  const changed = await runTask(root, "preprocess_batch", ["1"]);
+  assert.equal(changed.code, 1);
+  assert.match(
+    changed.stderr,
+    /^error: data\/batches\/train_batch_1\.csv does not match the checksum in its split manifest/m,
+  );
+  assert.equal(
+    await Deno.stat(root.resolve("data/processed/train_batch_1.tsv")).then(() => true, () => false),
+    false,
+  );
+  const unlisted = await runTask(root, "preprocess_batch", ["5"]);
+  assert.equal(unlisted.code, 1);
+  assert.match(unlisted.stderr, /^error: batch 5 is not listed in data\/batches\/manifest\.json/m);
+  assert.equal((await runTask(root, "preprocess_batch", ["0"])).code, 0);
+});
