@@ -16,9 +16,10 @@ ARGS ?=
 	ingest split-batches preprocess-batch preprocess-test pipeline-ingest \
 	train evaluate predict serve pipeline-train demo
 
-help: ## List the targets
-	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-26s\033[0m %s\n", $$1, $$2}'
+help: ## List the targets, by section
+	@awk 'BEGIN {FS = ":.*?## "} \
+		/^##@ / {printf "\n\033[1m%s\033[0m\n", substr($$0, 5); next} \
+		/^[a-zA-Z0-9_-]+:.*?## / {printf "  \033[36m%-30s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 ##@ Set-up
 $(DENO):
@@ -106,7 +107,7 @@ pipeline-train: setup ## Preprocess batch N, train on it, preprocess-test, evalu
 
 SERVE_PORT ?= 8000
 # MLFLOW_ALLOW_NET replaces the task's whole net grant, so the listen address is added back here.
-serve: setup ## Serve a registered model over HTTP on :$(SERVE_PORT) (model_version=V to pick one; SERVE_PORT=N)
+serve: setup ## Serve a registered model over HTTP on :8000 (model_version=V to pick one; SERVE_PORT=N)
 	MLFLOW_ALLOW_NET="$(MLFLOW_ALLOW_NET),0.0.0.0:$(SERVE_PORT),127.0.0.1:$(SERVE_PORT)" \
 		$(TASK) serve --port $(SERVE_PORT) \
 		$(if $(filter command line,$(origin model_version)),--model_version $(model_version)) $(ARGS)
