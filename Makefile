@@ -61,7 +61,7 @@ docs: setup ## Regenerate docs/model/scripts.md from every stage's --help (docs/
 docs-diagram: ## Re-render docs/assets/architecture.svg from its Graphviz source (needs dot: apt-get install graphviz)
 	dot -Tsvg docs/assets/architecture.dot -o docs/assets/architecture.svg
 
-clean: ## Remove generated data, test scratch folders (keeps the MLflow server's data)
+clean: mlflow-test-stop ## Remove generated data, test scratch folders (keeps the MLflow server's data)
 	rm -rf data/raw data/downloads data/batches data/processed .tmp-test
 
 ##@ Data stages
