@@ -9,6 +9,7 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { MlflowClient } from "../lib/mlflow_client.ts";
 
 /** The repository root. */
 export const REPO_ROOT: string = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -326,5 +327,37 @@ export function testMlflowServer(
     async [Symbol.asyncDispose]() {
       await run("stop");
     },
+  };
+}
+
+/** Asserts a stage process exited 0, showing its stderr when it did not; returns the run. */
+export function ok(run: StageRun, what: string): StageRun {
+  if (run.code !== 0) throw new Error(`${what} failed (exit ${run.code}):\n${run.stderr}`);
+  return run;
+}
+
+/** The `error: ...` lines a stage printed on stderr. */
+export function errorLines(run: StageRun): string[] {
+  return run.stderr.split("\n").filter((line) => line.startsWith("error: "));
+}
+
+/** A client of the MLflow server at `uri`, after checking it answers (the tests need a real one). */
+export async function requireServer(uri: string): Promise<MlflowClient> {
+  const client = new MlflowClient({ trackingUri: uri, retry: { retries: 2, baseDelayMs: 100 } });
+  try {
+    await client.health();
+  } catch (error) {
+    throw new Error(`no MLflow server at ${uri}; start one with "make mlflow-test" (${error})`);
+  }
+  return client;
+}
+
+/** Env of the MLflow stages for a server at `uri`, with an experiment and model name of their own. */
+export function mlflowEnv(uri: string, name: string): Record<string, string> {
+  return {
+    MLFLOW_TRACKING_URI: uri,
+    MLFLOW_ALLOW_NET: `--allow-net=${new URL(uri).host}`,
+    MLFLOW_EXPERIMENT_NAME: name,
+    MLFLOW_MODEL_NAME: name,
   };
 }

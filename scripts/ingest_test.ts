@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { TextReader, Uint8ArrayWriter, ZipWriter } from "@zip.js/zip.js";
-import { createProjectRoot, type ProjectRoot, runTask, type StageRun } from "./_testing.ts";
+import { createProjectRoot, errorLines, type ProjectRoot, runTask, type StageRun } from "./_testing.ts";
 
 /** Every Kaggle variable set explicitly, so a developer's own credentials never leak into a test. */
 const NO_KAGGLE = { KAGGLE_API_TOKEN: "", KAGGLE_USERNAME: "", KAGGLE_KEY: "", KAGGLE_API_BASE_URL: "" };
@@ -45,10 +45,6 @@ async function exists(path: string): Promise<boolean> {
 async function rawFiles(root: ProjectRoot): Promise<string[]> {
   if (!(await exists(root.resolve("data/raw")))) return [];
   return [...Deno.readDirSync(root.resolve("data/raw"))].map((entry) => entry.name).sort();
-}
-
-function errorLines(run: StageRun): string[] {
-  return run.stderr.split("\n").filter((line) => line.startsWith("error: "));
 }
 
 Deno.test("ingest --help prints the usage and exits 0", async () => {

@@ -5,7 +5,7 @@
  */
 import { strict as assert } from "node:assert";
 import { MlflowClient } from "../lib/mlflow_client.ts";
-import { createProjectRoot, type ProjectRoot, runTask, type StageRun } from "./_testing.ts";
+import { createProjectRoot, ok, type ProjectRoot, runTask, type StageRun } from "./_testing.ts";
 
 const trackingUri = Deno.env.get("MLFLOW_TRACKING_URI") ?? "http://127.0.0.1:5501";
 const client = new MlflowClient({ trackingUri, retry: { retries: 1, baseDelayMs: 50 } });
@@ -19,11 +19,6 @@ const env = {
   MLFLOW_MODEL_NAME: modelName,
 };
 const TIMEOUT_MS = 180_000;
-
-function ok(run: StageRun, what: string): StageRun {
-  assert.equal(run.code, 0, `${what} failed (exit ${run.code}):\n${run.stderr}`);
-  return run;
-}
 
 async function stage(root: ProjectRoot, task: string, args: string[]): Promise<StageRun> {
   return await runTask(root, task, args, { env, timeoutMs: TIMEOUT_MS });

@@ -13,9 +13,12 @@ import { type BatchManifest } from "../lib/batches.ts";
 import { MlflowClient } from "../lib/mlflow_client.ts";
 import {
   createProjectRoot,
+  errorLines,
+  mlflowEnv,
+  ok,
   type ProjectRoot,
+  requireServer,
   runTask,
-  type StageRun,
   startTask,
   testMlflowServer,
 } from "./_testing.ts";
@@ -26,35 +29,6 @@ const trackingUri = Deno.env.get("MLFLOW_TRACKING_URI") ?? "http://127.0.0.1:550
 const decoder = new TextDecoder();
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
-
-function ok(run: StageRun, what: string): StageRun {
-  assert.equal(run.code, 0, `${what} failed (exit ${run.code}):\n${run.stderr}`);
-  return run;
-}
-
-function errorLines(run: StageRun): string[] {
-  return run.stderr.split("\n").filter((line) => line.startsWith("error: "));
-}
-
-async function requireServer(uri: string): Promise<MlflowClient> {
-  const client = new MlflowClient({ trackingUri: uri, retry: { retries: 2, baseDelayMs: 100 } });
-  try {
-    await client.health();
-  } catch (error) {
-    throw new Error(`no MLflow server at ${uri}; start one with "make mlflow-test" (${error})`);
-  }
-  return client;
-}
-
-/** Env of the MLflow stages for a server at `uri`, with an experiment and model name of their own. */
-function mlflowEnv(uri: string, name: string): Record<string, string> {
-  return {
-    MLFLOW_TRACKING_URI: uri,
-    MLFLOW_ALLOW_NET: `--allow-net=${new URL(uri).host}`,
-    MLFLOW_EXPERIMENT_NAME: name,
-    MLFLOW_MODEL_NAME: name,
-  };
-}
 
 function uniqueName(what: string): string {
   return `test-reliability-${what}-${crypto.randomUUID().slice(0, 8)}`;

@@ -20,7 +20,7 @@ import { MODEL_JSON_SHA256_TAG } from "../lib/model_store.ts";
 import type { Polarity, Review } from "../lib/review.ts";
 import { tokenizeReview } from "../lib/text_features.ts";
 import { VocabularyBuilder } from "../lib/vectorizer.ts";
-import { createProjectRoot, runTask, type StageRun } from "./_testing.ts";
+import { createProjectRoot, errorLines, runTask, type StageRun } from "./_testing.ts";
 
 /** Every Kaggle variable set explicitly, so a developer's own credentials never reach a test. */
 const NO_KAGGLE = { KAGGLE_API_TOKEN: "", KAGGLE_USERNAME: "", KAGGLE_KEY: "", KAGGLE_API_BASE_URL: "" };
@@ -29,10 +29,6 @@ const STAGE_TIMEOUT_MS = 60_000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const quiet = createLogger({ sink: () => {} });
-
-function errorLines(run: StageRun): string[] {
-  return run.stderr.split("\n").filter((line) => line.startsWith("error: "));
-}
 
 /** Exit 1 or 2 with exactly one `error:` line and no stack trace: the contract of an expected failure. */
 function assertOneLineError(run: StageRun, code: 1 | 2, message: RegExp): void {

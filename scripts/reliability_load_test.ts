@@ -8,15 +8,10 @@ import assert from "node:assert/strict";
 import { MlflowClient } from "../lib/mlflow_client.ts";
 import { MODEL_JSON_SHA256_TAG } from "../lib/model_store.ts";
 import { sha256Hex } from "../lib/model_artifact.ts";
-import { createProjectRoot, runTask, type StageRun, startTask } from "./_testing.ts";
+import { createProjectRoot, ok, runTask, startTask } from "./_testing.ts";
 
 const trackingUri = Deno.env.get("MLFLOW_TRACKING_URI") ?? "http://127.0.0.1:5501";
 const NO_KAGGLE = { KAGGLE_API_TOKEN: "", KAGGLE_USERNAME: "", KAGGLE_KEY: "", KAGGLE_API_BASE_URL: "" };
-
-function ok(run: StageRun, what: string): StageRun {
-  assert.equal(run.code, 0, `${what} failed (exit ${run.code}):\n${run.stderr}`);
-  return run;
-}
 
 Deno.test("two train runs at once against one MLflow server both finish with distinct versions, nothing mixed", async () => {
   const client = new MlflowClient({ trackingUri, retry: { retries: 2, baseDelayMs: 100 } });

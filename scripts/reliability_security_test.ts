@@ -9,11 +9,14 @@
  * See docs/reliability.md for the whole table.
  */
 import assert from "node:assert/strict";
-import { MlflowClient } from "../lib/mlflow_client.ts";
 import {
   createProjectRoot,
+  errorLines,
+  mlflowEnv,
+  ok,
   type ProjectRoot,
   REPO_ROOT,
+  requireServer,
   runTask,
   type StageRun,
   testMlflowServer,
@@ -22,34 +25,6 @@ import {
 const STAGE_TIMEOUT_MS = 120_000;
 const trackingUri = Deno.env.get("MLFLOW_TRACKING_URI") ?? "http://127.0.0.1:5501";
 const NO_KAGGLE = { KAGGLE_API_TOKEN: "", KAGGLE_USERNAME: "", KAGGLE_KEY: "", KAGGLE_API_BASE_URL: "" };
-
-function ok(run: StageRun, what: string): StageRun {
-  assert.equal(run.code, 0, `${what} failed (exit ${run.code}):\n${run.stderr}`);
-  return run;
-}
-
-function errorLines(run: StageRun): string[] {
-  return run.stderr.split("\n").filter((line) => line.startsWith("error: "));
-}
-
-async function requireServer(uri: string): Promise<MlflowClient> {
-  const client = new MlflowClient({ trackingUri: uri, retry: { retries: 2, baseDelayMs: 100 } });
-  try {
-    await client.health();
-  } catch (error) {
-    throw new Error(`no MLflow server at ${uri}; start one with "make mlflow-test" (${error})`);
-  }
-  return client;
-}
-
-function mlflowEnv(uri: string, name: string): Record<string, string> {
-  return {
-    MLFLOW_TRACKING_URI: uri,
-    MLFLOW_ALLOW_NET: `--allow-net=${new URL(uri).host}`,
-    MLFLOW_EXPERIMENT_NAME: name,
-    MLFLOW_MODEL_NAME: name,
-  };
-}
 
 async function prepareData(root: ProjectRoot, env: Record<string, string> = NO_KAGGLE): Promise<StageRun[]> {
   const runs: StageRun[] = [];
