@@ -1,0 +1,903 @@
+/**
+ * `deno task bench`: profiles the whole pipeline and compares the model with its peers.
+ *
+ * For each data set (the real reviews of `../shared/data/reviews/` when that folder exists, then generated
+ * reviews at each `--sizes`, plus 3.6M with `--full`), it builds a scratch project root under `--out`,
+ * runs every stage there as its own process with its own permission set (ingest, split_batches,
+ * preprocess_batch, preprocess_test; then train, evaluate and predict through `scripts/_bench_model.ts`,
+ * the same library calls without MLflow), and records per stage the reviews/s, MB/s, wall time and peak
+ * RSS. It then trains and scores the peers on the same reviews and split (`scripts/bench_peers.py`:
+ * scikit-learn's random forest on our features, TF-IDF + logistic regression, fastText), judges the
+ * targets of the benchmark issue, prints the tables and writes them to `docs/benchmarks.md` (only the
+ * block between the `bench:begin`/`bench:end` markers) and to `<out>/report.md` and `report.json`.
+ *
+ * Run: `deno task bench [--sizes N,N] [--full] [--no-peers] ...` (`deno run -q -P=bench scripts/bench.ts`),
+ * or `make bench ARGS="..."`. Not part of `make test`: a default run takes about 20 minutes.
+ *
+ * @example Usage
+ * ```sh
+ * deno task bench --sizes 2000,10000 --no-docs   # a quick smoke run
+ * deno task bench                                # 10k, 100k, 1M + real reviews, peers; updates the docs
+ * ```
+ *
+ * @module
+ */
+import { cpus } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { writeFileAtomic } from "../lib/atomic_file.ts";
+import { PipelineError, UsageError } from "../lib/errors.ts";
+import { optionalIntegerFlag } from "../lib/flags.ts";
+import type { Logger } from "../lib/log.ts";
+import { createRandom } from "../lib/sample_data.ts";
+import {
+  createScratchRoot,
+  failureReason,
+  GNU_TIME,
+  type MeasuredRun,
+  runMeasured,
+  taskArgs,
+  TIMEOUT,
+} from "./_bench_process.ts";
+import {
+  type DatasetReport,
+  DEFAULT_SIZES,
+  DOCS_BEGIN,
+  DOCS_END,
+  formatBytes,
+  formatCount,
+  formatRate,
+  formatScore,
+  formatSeconds,
+  FULL_SIZE,
+  judgeTargets,
+  LOADED_THRESHOLD,
+  type ModelFigure,
+  parseSizes,
+  renderRun,
+  type RunInfo,
+  shuffleSplit,
+  SKLEARN_FOREST,
+  spliceDocs,
+  type StageFigure,
+  stageMegabytesPerSecond,
+  stageRate,
+  testRowsFor,
+} from "./_bench_report.ts";
+import { probeParallelism } from "./_bench_probe.ts";
+import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+
+const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+/** The real development reviews, relative to the repository. */
+export const REAL_DIR = "../shared/data/reviews";
+/** Scratch folder (git-ignored). */
+export const DEFAULT_OUT = ".tmp-bench";
+/** The page the results go to. */
+export const DOCS_PATH = "docs/benchmarks.md";
+/** The peers' interpreter: Debian's, which has python3-sklearn (`make bench-deps`), not a pyenv shim. */
+export const PYTHON = "/usr/bin/python3";
+/** The fastText CLI from Debian's `fasttext` package. */
+export const FASTTEXT = "/usr/bin/fasttext";
+const SEED = 42;
+/** The machine-readable report of the last run, in `--out`. */
+const REPORT_JSON = "report.json";
+const REAL_TEST_SHARE = 0.2;
+
+const USAGE = `Usage: deno task bench [options]
+
+Runs every pipeline stage on generated reviews at several sizes (and on the real reviews of
+${REAL_DIR} when that folder exists), measures reviews/s, MB/s, wall time and peak RSS per stage,
+trains and scores the peers (scikit-learn, fastText) on the same split, and writes the tables to
+${DOCS_PATH}. Takes about 20 minutes with the defaults on 2 cores.
+
+Options:
+  --sizes N,N,...     training reviews of the generated data sets (default ${DEFAULT_SIZES.join(",")};
+                      100k and 1m are accepted)
+  --full              add the dataset's full size, ${formatCount(FULL_SIZE)} (adds ~30 minutes)
+  --trees N           trees of every forest (default 100)
+  --workers N         training workers and peer threads (default: number of cores)
+  --no-peers          skip scikit-learn and fastText
+  --peers-max N       skip scikit-learn's forest above N training reviews (default 200000)
+  --fast-peers-max N  skip TF-IDF + LR and fastText above N training reviews (default 1000000)
+  --no-real           skip the real reviews
+  --out DIR           scratch folder, emptied per data set (default ${DEFAULT_OUT})
+  --keep              keep each data set's scratch files
+  --no-docs           do not update ${DOCS_PATH} (the report still goes to <out>/report.md)
+  --from-report       run nothing: print and write the tables of the last run again, from
+                      <out>/report.json (after a change to the page's layout)
+  --verbose           show the stages' own logs and progress
+  --json              print {info, reports, targets} as JSON on stdout
+  -h, --help          show this help
+
+Peers need ${PYTHON} with scikit-learn and ${FASTTEXT} (Debian: make bench-deps).
+`;
+
+/** Command line of the benchmark. */
+export const spec: StageSpec = {
+  name: "bench",
+  usage: USAGE,
+  options: {
+    sizes: { type: "string" },
+    full: { type: "boolean" },
+    trees: { type: "string" },
+    workers: { type: "string" },
+    "no-peers": { type: "boolean" },
+    "peers-max": { type: "string" },
+    "fast-peers-max": { type: "string" },
+    "no-real": { type: "boolean" },
+    out: { type: "string" },
+    keep: { type: "boolean" },
+    "no-docs": { type: "boolean" },
+    "from-report": { type: "boolean" },
+    verbose: { type: "boolean" },
+  },
+};
+
+/** The run's settings, resolved once. */
+interface BenchConfig {
+  sizes: number[];
+  trees: number;
+  workers: number;
+  peers: boolean;
+  peersMax: number;
+  fastPeersMax: number;
+  real: boolean;
+  out: string;
+  keep: boolean;
+  docs: boolean;
+  fromReport: boolean;
+  verbose: boolean;
+  /** Whether GNU time is there to measure peak RSS. */
+  measureRss: boolean;
+}
+
+/**
+ * Time budget of a step: a constant for start-up plus seconds per million reviews, about 3× what the
+ * targets allow, so only a hung or pathological step is killed.
+ */
+const BUDGETS = {
+  ingest: [60, 300],
+  split_batches: [60, 100],
+  preprocess: [60, 300],
+  train: [120, 900],
+  evaluate: [60, 600],
+  predict: [180, 0],
+  "sklearn-forest": [120, 6000],
+  "tfidf-lr": [120, 900],
+  fasttext: [120, 600],
+} as const satisfies Record<string, readonly [number, number]>;
+
+function budget(step: keyof typeof BUDGETS, reviews: number): number {
+  const [base, perMillion] = BUDGETS[step];
+  return Math.min(7200, base + (perMillion * reviews) / 1e6);
+}
+
+function stringFlag(ctx: StageContext, name: string): string | undefined {
+  const value = ctx.values[name];
+  return typeof value === "string" ? value : undefined;
+}
+
+function resolveConfig(ctx: StageContext): BenchConfig {
+  const sizes = parseSizes(stringFlag(ctx, "sizes") ?? DEFAULT_SIZES.join(","));
+  if (ctx.values.full === true && !sizes.includes(FULL_SIZE)) sizes.push(FULL_SIZE);
+  const out = stringFlag(ctx, "out") ?? DEFAULT_OUT;
+  if (resolve(REPO_ROOT, out) === REPO_ROOT) {
+    throw new UsageError("--out must be a scratch folder, not the repository");
+  }
+  return {
+    sizes,
+    trees: optionalIntegerFlag("--trees", stringFlag(ctx, "trees"), 100, { min: 1, max: 32767 }),
+    workers: optionalIntegerFlag("--workers", stringFlag(ctx, "workers"), navigator.hardwareConcurrency, {
+      min: 1,
+      max: 64,
+    }),
+    peers: ctx.values["no-peers"] !== true,
+    peersMax: optionalIntegerFlag("--peers-max", stringFlag(ctx, "peers-max"), 200_000, { min: 0 }),
+    fastPeersMax: optionalIntegerFlag("--fast-peers-max", stringFlag(ctx, "fast-peers-max"), 1_000_000, {
+      min: 0,
+    }),
+    real: ctx.values["no-real"] !== true,
+    out: resolve(REPO_ROOT, out),
+    keep: ctx.values.keep === true,
+    docs: ctx.values["no-docs"] !== true,
+    fromReport: ctx.values["from-report"] === true,
+    verbose: ctx.values.verbose === true,
+    measureRss: false,
+  };
+}
+
+/** The 1-minute load average. */
+function loadAverage(): number {
+  return Deno.loadavg()[0] ?? NaN;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+async function fileSize(path: string): Promise<number> {
+  return (await Deno.stat(path)).size;
+}
+
+/** Runs steps of one data set in its scratch root and turns their outcomes into figures. */
+class DatasetRunner {
+  readonly report: DatasetReport;
+  readonly #root: string;
+  readonly #config: BenchConfig;
+  readonly #log: Logger;
+  readonly #signal: AbortSignal;
+  readonly #tasks: Record<string, string | { command: string }>;
+
+  constructor(
+    report: DatasetReport,
+    root: string,
+    config: BenchConfig,
+    context: { log: Logger; signal: AbortSignal; tasks: Record<string, string | { command: string }> },
+  ) {
+    this.report = report;
+    this.#root = root;
+    this.#config = config;
+    this.#log = context.log;
+    this.#signal = context.signal;
+    this.#tasks = context.tasks;
+  }
+
+  /** Runs a process in the scratch root; a failure is returned, not thrown, so the run goes on. */
+  async run(
+    label: string,
+    command: string,
+    args: readonly string[],
+    timeoutSeconds: number,
+  ): Promise<{ run: MeasuredRun; json?: Record<string, unknown>; error?: string }> {
+    this.#signal.throwIfAborted();
+    const run = await runMeasured({
+      command,
+      args,
+      cwd: this.#root,
+      timeoutSeconds,
+      signal: this.#signal,
+      measureRss: this.#config.measureRss,
+      echoStderr: this.#config.verbose,
+      onHeartbeat: (seconds) => this.#log.info(`  ${label}: still running after ${Math.round(seconds)} s`),
+    });
+    this.#signal.throwIfAborted();
+    if (run.code !== 0) {
+      const error = failureReason(run, timeoutSeconds);
+      this.#log.warn(`  ${label} failed: ${error}`);
+      return { run, error };
+    }
+    try {
+      return { run, json: JSON.parse(run.stdout.trim().split("\n").at(-1) ?? "") };
+    } catch {
+      return { run, error: `printed no JSON result (${run.stdout.slice(0, 80).trim() || "empty stdout"})` };
+    }
+  }
+
+  /** Runs a `deno task` of the scratch root, as the task's command does. */
+  task(label: string, task: string, args: readonly string[], timeoutSeconds: number) {
+    return this.run(
+      label,
+      Deno.execPath(),
+      [...taskArgs(this.#tasks, task), ...args, "--json"],
+      timeoutSeconds,
+    );
+  }
+
+  /** Runs the in-process helper (train, evaluate, predict) with the bench_model permission set. */
+  helper(label: string, args: readonly string[], timeoutSeconds: number) {
+    return this.run(
+      label,
+      Deno.execPath(),
+      ["run", "-q", "-P=bench_model", "scripts/_bench_model.ts", ...args, "--json"],
+      timeoutSeconds,
+    );
+  }
+
+  /** Records a stage and logs it on one line. */
+  stage(figure: StageFigure): StageFigure {
+    this.report.stages.push(figure);
+    if (figure.status === "ok") {
+      const mbps = stageMegabytesPerSecond(figure);
+      this.#log.info(
+        `  ${figure.stage}: ${formatSeconds(figure.seconds)}, ${formatRate(stageRate(figure))} reviews/s` +
+          (mbps !== undefined ? `, ${formatRate(mbps)} MB/s` : "") +
+          `, peak RSS ${formatBytes(figure.peakRssBytes)}`,
+      );
+    }
+    return figure;
+  }
+
+  /** A failed step as a stage figure. */
+  failed(stage: string, reviews: number, outcome: { run: MeasuredRun; error?: string }): StageFigure {
+    return this.stage({
+      stage,
+      reviews,
+      seconds: outcome.run.seconds,
+      peakRssBytes: outcome.run.peakRssBytes,
+      cpuSeconds: outcome.run.cpuSeconds,
+      status: outcome.run.timedOut ? "timeout" : "failed",
+      note: outcome.error ?? "failed",
+    });
+  }
+
+  /** Logs a line about this data set. */
+  log(message: string): void {
+    this.#log.info(message);
+  }
+
+  path(...parts: string[]): string {
+    return join(this.#root, ...parts);
+  }
+}
+
+/** The real reviews: every CSV of the folder, shuffled with a fixed seed, 20% held out. */
+async function prepareReal(realDir: string, target: string): Promise<{ train: number; test: number }> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(realDir)) {
+    if (entry.isFile && entry.name.endsWith(".csv")) names.push(entry.name);
+  }
+  if (names.length === 0) throw new PipelineError(`${realDir} holds no .csv files; pass --no-real`);
+  // Sorted, so the concatenation (and therefore the shuffle) does not depend on directory order.
+  const lines: string[] = [];
+  for (const name of names.sort()) {
+    // A few MB of development data; the shuffle needs it all in memory anyway.
+    const text = await Deno.readTextFile(join(realDir, name));
+    for (const line of text.split("\n")) if (line.trim() !== "") lines.push(line.replace(/\r$/, ""));
+  }
+  const { train, test } = shuffleSplit(lines, SEED, REAL_TEST_SHARE, createRandom);
+  await Deno.mkdir(target, { recursive: true });
+  await writeFileAtomic(join(target, "train.csv"), train.join("\n") + "\n");
+  await writeFileAtomic(join(target, "test.csv"), test.join("\n") + "\n");
+  return { train: train.length, test: test.length };
+}
+
+/** Runs the pipeline and the peers on one data set. */
+async function runDataset(
+  runner: DatasetRunner,
+  config: BenchConfig,
+  options: { real: boolean; compareWorkers: boolean; peers: boolean },
+): Promise<void> {
+  const { report } = runner;
+  const reviews = report.trainRows + report.testRows;
+
+  // 1. ingest: generate (or copy and validate the real CSVs), writing data/raw/{train,test}.csv.
+  const ingestArgs = options.real
+    ? ["--source", "data/external/real"]
+    : ["--source", "sample", "--rows", String(report.trainRows), "--test-rows", String(report.testRows)];
+  const ingest = await runner.task("ingest", "ingest", ingestArgs, budget("ingest", reviews));
+  if (!ingest.json) return void runner.failed("ingest", reviews, ingest);
+  const files = ingest.json.files as Record<string, { accepted: number; bytes: number }>;
+  report.trainRows = files.train?.accepted ?? report.trainRows;
+  report.testRows = files.test?.accepted ?? report.testRows;
+  runner.stage({
+    stage: options.real ? "ingest (validate and copy CSV)" : "ingest (generate CSV)",
+    reviews: report.trainRows + report.testRows,
+    bytes: (files.train?.bytes ?? 0) + (files.test?.bytes ?? 0),
+    seconds: ingest.run.seconds,
+    peakRssBytes: ingest.run.peakRssBytes,
+    cpuSeconds: ingest.run.cpuSeconds,
+    status: "ok",
+  });
+
+  // 2. split_batches: one batch holding every review, so preprocess below streams the whole input in one
+  // process and its peak RSS shows whether memory stays flat as the input grows. --batch-size rather than
+  // --num-batches 1, which would first count the lines in a second pass over the input.
+  const trainCsv = runner.path("data/raw/train.csv");
+  const split = await runner.task(
+    "split_batches",
+    "split_batches",
+    ["--batch-size", String(report.trainRows)],
+    budget("split_batches", report.trainRows),
+  );
+  if (!split.json) return void runner.failed("split_batches", report.trainRows, split);
+  runner.stage({
+    stage: "split_batches",
+    reviews: Number(split.json.rows),
+    bytes: await fileSize(trainCsv),
+    seconds: split.run.seconds,
+    peakRssBytes: split.run.peakRssBytes,
+    cpuSeconds: split.run.cpuSeconds,
+    status: "ok",
+  });
+
+  // 3. preprocess_batch for every batch, preprocess_test.
+  const batches = Number(split.json.batches);
+  let batchSeconds = 0;
+  let batchBytes = 0;
+  let batchRows = 0;
+  let batchPeak = 0;
+  let batchCpu: number | null = 0;
+  for (let batch = 0; batch < batches; batch++) {
+    const path = runner.path(`data/batches/train_batch_${batch}.csv`);
+    const outcome = await runner.task(
+      `preprocess_batch ${batch}`,
+      "preprocess_batch",
+      [String(batch), "--workers", String(config.workers)],
+      budget("preprocess", report.trainRows),
+    );
+    if (!outcome.json) return void runner.failed("preprocess_batch", report.trainRows, outcome);
+    batchSeconds += outcome.run.seconds;
+    batchBytes += await fileSize(path);
+    batchRows += Number(outcome.json.read);
+    batchPeak = Math.max(batchPeak, outcome.run.peakRssBytes ?? 0);
+    batchCpu = batchCpu === null || outcome.run.cpuSeconds === null
+      ? null
+      : batchCpu + outcome.run.cpuSeconds;
+  }
+  runner.stage({
+    stage: "preprocess_batch",
+    reviews: batchRows,
+    bytes: batchBytes,
+    seconds: batchSeconds,
+    peakRssBytes: batchPeak || null,
+    cpuSeconds: batchCpu,
+    status: "ok",
+    note: batches > 1 ? `${batches} batches, one process each` : undefined,
+  });
+  const testCsv = runner.path("data/raw/test.csv");
+  const preprocessTest = await runner.task(
+    "preprocess_test",
+    "preprocess_test",
+    ["--workers", String(config.workers)],
+    budget("preprocess", report.testRows),
+  );
+  if (!preprocessTest.json) return void runner.failed("preprocess_test", report.testRows, preprocessTest);
+  runner.stage({
+    stage: "preprocess_test",
+    reviews: Number(preprocessTest.json.read),
+    bytes: await fileSize(testCsv),
+    seconds: preprocessTest.run.seconds,
+    peakRssBytes: preprocessTest.run.peakRssBytes,
+    cpuSeconds: preprocessTest.run.cpuSeconds,
+    status: "ok",
+  });
+
+  // 4. train (vocabulary, vectorize, fit), as lib/train.ts does for the train stage.
+  const common = ["--trees", String(config.trees)];
+  const train = await runner.helper(
+    "train",
+    ["train", ...common, "--workers", String(config.workers)],
+    budget("train", report.trainRows),
+  );
+  if (!train.json) return void runner.failed("train", report.trainRows, train);
+  const seconds = train.json.seconds as { vocabulary: number; vectorize: number; fit: number };
+  const trainRows = Number(train.json.rows);
+  runner.stage({
+    stage: "train",
+    reviews: trainRows,
+    seconds: train.run.seconds,
+    peakRssBytes: train.run.peakRssBytes,
+    cpuSeconds: train.run.cpuSeconds,
+    status: "ok",
+    note: `whole process: read, vocabulary, vectorize, fit, save; ${config.trees} trees, ${config.workers} ` +
+      `workers, ${formatCount(Number(train.json.nodes))} nodes, ${
+        formatCount(Number(train.json.vocabulary))
+      } terms`,
+  });
+  // The phases, timed inside the process (their memory is the train process's).
+  for (const phase of ["vocabulary", "vectorize", "fit"] as const) {
+    runner.stage({
+      stage: `↳ train: ${phase}`,
+      reviews: trainRows,
+      seconds: seconds[phase],
+      peakRssBytes: null,
+      status: "ok",
+      note: phase === "vocabulary"
+        ? "streams the processed files, counts unigrams and bigrams"
+        : phase === "vectorize"
+        ? "streams them again into the sparse binary matrix"
+        : "grows the trees in the workers",
+    });
+  }
+  const ours: ModelFigure = {
+    model: "ours: sparse random forest",
+    ours: true,
+    status: "ok",
+    trainRows,
+    trainSeconds: Number(train.json.train_seconds),
+    peakRssBytes: train.run.peakRssBytes,
+  };
+  report.models.push(ours);
+
+  if (options.compareWorkers && config.workers > 1) {
+    const single = await runner.helper(
+      "train (1 worker)",
+      ["train", ...common, "--workers", "1", "--model", "model-1-worker"],
+      budget("train", report.trainRows) * 2,
+    );
+    if (!single.json) runner.failed("train (1 worker)", trainRows, single);
+    else {
+      const singleSeconds = single.json.seconds as { fit: number };
+      runner.stage({
+        stage: "train (1 worker)",
+        reviews: trainRows,
+        seconds: single.run.seconds,
+        peakRssBytes: single.run.peakRssBytes,
+        cpuSeconds: single.run.cpuSeconds,
+        status: "ok",
+        note: `fit ${formatSeconds(singleSeconds.fit)}`,
+      });
+      report.workers = {
+        rows: trainRows,
+        workers: config.workers,
+        oneWorkerFitSeconds: singleSeconds.fit,
+        fitSeconds: seconds.fit,
+        identical: single.json.engine_sha256 === train.json.engine_sha256,
+        oneWorkerCores: single.run.cpuSeconds === null ? null : single.run.cpuSeconds / single.run.seconds,
+        cores: train.run.cpuSeconds === null ? null : train.run.cpuSeconds / train.run.seconds,
+      };
+    }
+  }
+
+  // 5. evaluate and predict with the model just written.
+  const evaluate = await runner.helper("evaluate", ["evaluate"], budget("evaluate", report.testRows));
+  if (!evaluate.json) {
+    runner.failed("evaluate", report.testRows, evaluate);
+    ours.status = "failed";
+    ours.note = "evaluate failed";
+  } else {
+    const metrics = evaluate.json.metrics as Record<string, number>;
+    const rows = Number(evaluate.json.rows);
+    report.evaluateRate = rows / Number(evaluate.json.seconds);
+    Object.assign(ours, {
+      testRows: rows,
+      accuracy: metrics.accuracy,
+      f1: metrics.f1,
+      rocAuc: metrics.roc_auc,
+    });
+    runner.stage({
+      stage: "evaluate",
+      reviews: rows,
+      seconds: evaluate.run.seconds,
+      peakRssBytes: evaluate.run.peakRssBytes,
+      cpuSeconds: evaluate.run.cpuSeconds,
+      status: "ok",
+      note: `whole process; model load ${formatSeconds(Number(evaluate.json.load_seconds))}`,
+    });
+    runner.stage({
+      stage: "↳ evaluate: scoring",
+      reviews: rows,
+      seconds: Number(evaluate.json.seconds),
+      peakRssBytes: null,
+      status: "ok",
+      note: "tokens → ids → forest, metrics",
+    });
+  }
+  const predict = await runner.helper("predict", ["predict", "--calls", "10000"], budget("predict", 0));
+  if (!predict.json) runner.failed("predict", 10_000, predict);
+  else {
+    report.predict = {
+      calls: Number(predict.json.calls),
+      medianMs: Number(predict.json.median_ms),
+      p99Ms: Number(predict.json.p99_ms),
+      meanMs: Number(predict.json.mean_ms),
+      loadSeconds: Number(predict.json.load_seconds),
+    };
+    runner.stage({
+      stage: "predict (single reviews, in process)",
+      reviews: report.predict.calls,
+      seconds: predict.run.seconds,
+      peakRssBytes: predict.run.peakRssBytes,
+      cpuSeconds: predict.run.cpuSeconds,
+      status: "ok",
+      note: `median ${report.predict.medianMs.toFixed(3)} ms, p99 ${
+        report.predict.p99Ms.toFixed(3)
+      } ms per review`,
+    });
+  }
+
+  // 6. Peers on the same reviews.
+  if (options.peers) await runPeers(runner, config, trainRows);
+}
+
+const PEERS = [
+  { id: "sklearn-forest", name: SKLEARN_FOREST, limit: (c: BenchConfig) => c.peersMax },
+  {
+    id: "tfidf-lr",
+    name: "scikit-learn TF-IDF (1–2-grams) + LogisticRegression",
+    limit: (c: BenchConfig) => c.fastPeersMax,
+  },
+  { id: "fasttext", name: "fastText supervised (-wordNgrams 2)", limit: (c: BenchConfig) => c.fastPeersMax },
+] as const;
+
+async function runPeers(runner: DatasetRunner, config: BenchConfig, trainRows: number): Promise<void> {
+  for (const peer of PEERS) {
+    if (trainRows > peer.limit(config)) {
+      runner.report.models.push({
+        model: peer.name,
+        ours: false,
+        status: "skipped",
+        note: `over budget: ${formatCount(trainRows)} > ${formatCount(peer.limit(config))} training reviews`,
+      });
+      continue;
+    }
+    const timeout = Math.min(3600, budget(peer.id, trainRows));
+    const outcome = await runner.run(peer.id, PYTHON, [
+      "scripts/bench_peers.py",
+      "--peer",
+      peer.id,
+      "--root",
+      runner.path(),
+      "--model-dir",
+      runner.path("data/bench/model"),
+      "--trees",
+      String(config.trees),
+      "--jobs",
+      String(config.workers),
+      "--fasttext",
+      FASTTEXT,
+      "--timeout",
+      String(Math.round(timeout)),
+    ], timeout);
+    if (!outcome.json) {
+      runner.report.models.push({
+        model: peer.name,
+        ours: false,
+        status: outcome.run.timedOut ? "timeout" : "failed",
+        note: outcome.error,
+        peakRssBytes: outcome.run.peakRssBytes,
+      });
+      continue;
+    }
+    const r = outcome.json;
+    const figure: ModelFigure = {
+      model: peer.name,
+      ours: false,
+      status: "ok",
+      trainRows: Number(r.train_rows),
+      testRows: Number(r.test_rows),
+      accuracy: Number(r.accuracy),
+      f1: Number(r.f1),
+      rocAuc: Number(r.roc_auc),
+      trainSeconds: Number(r.train_seconds),
+      // The script's own getrusage figure is exact; our polling covers only the Python process.
+      // GNU time's figure, as for our stages; the script's own getrusage figure when time is missing.
+      peakRssBytes: outcome.run.peakRssBytes ??
+        (typeof r.peak_rss_bytes === "number" ? r.peak_rss_bytes : null),
+      note: r.vectorize_seconds !== undefined
+        ? `vectorize ${formatSeconds(Number(r.vectorize_seconds))}, fit ${
+          formatSeconds(Number(r.fit_seconds))
+        }`
+        : undefined,
+    };
+    runner.report.models.push(figure);
+    runner.log(
+      `  ${peer.id}: accuracy ${formatScore(figure.accuracy)}, train ${
+        formatSeconds(figure.trainSeconds!)
+      }, ` +
+        `peak RSS ${formatBytes(figure.peakRssBytes)}`,
+    );
+  }
+}
+
+/** Checks that the peers can run; returns their versions, or why not. */
+async function checkPeers(log: Logger): Promise<string | undefined> {
+  if (!(await exists(PYTHON))) {
+    log.warn(
+      `peers skipped: ${PYTHON} not found; install python3-sklearn and fasttext with "make bench-deps"`,
+    );
+    return undefined;
+  }
+  const outcome = await runMeasured({
+    command: PYTHON,
+    args: [join(REPO_ROOT, "scripts/bench_peers.py"), "--peer", "versions", "--fasttext", FASTTEXT],
+    cwd: REPO_ROOT,
+    timeoutSeconds: 60,
+    measureRss: false,
+  });
+  if (outcome.code !== 0) {
+    log.warn(`peers skipped: ${failureReason(outcome, 60)}`);
+    return undefined;
+  }
+  if (!(await exists(FASTTEXT))) log.warn(`fastText peer will fail: ${FASTTEXT} not found (make bench-deps)`);
+  return (JSON.parse(outcome.stdout) as { versions: string }).versions;
+}
+
+function commandLine(args: readonly string[]): string {
+  const quoted = args.map((arg) => (/^[\w.,=/:-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`));
+  return ["deno task bench", ...quoted].join(" ");
+}
+
+const DOCS_SKELETON = `# Benchmarks\n\n## Pipeline benchmark\n\n${DOCS_BEGIN}\n${DOCS_END}\n`;
+
+/** Runs the benchmark; see the module doc. */
+export async function main(ctx: StageContext): Promise<StageResult> {
+  const config = resolveConfig(ctx);
+  const { log, signal } = ctx;
+  if (config.fromReport) return republish(config, log);
+  const tasks = (JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json"))) as {
+    tasks: Record<string, string | { command: string }>;
+  }).tasks;
+
+  if (!(await exists(TIMEOUT))) {
+    throw new PipelineError(
+      `${TIMEOUT} not found; the bench needs GNU coreutils (apt-get install coreutils)`,
+    );
+  }
+  config.measureRss = await exists(GNU_TIME);
+  if (!config.measureRss) {
+    log.warn(`${GNU_TIME} not found: peak RSS is not measured (make bench-deps installs it)`);
+  }
+  const loadStart = loadAverage();
+  if (loadStart > LOADED_THRESHOLD) {
+    log.warn(`the 1-minute load average is ${loadStart.toFixed(1)}: figures will be pessimistic`);
+  }
+  log.info("probing how well this machine runs two threads at once");
+  const parallelism = await probeParallelism();
+  log.info(
+    `two threads vs one: ${parallelism.alu.toFixed(2)}× (arithmetic), ${
+      parallelism.memory.toFixed(2)
+    }× (memory)`,
+  );
+  const versions = config.peers ? await checkPeers(log) : undefined;
+  const peers = config.peers && versions !== undefined;
+
+  const realDir = resolve(REPO_ROOT, REAL_DIR);
+  const datasets: { label: string; slug: string; real: boolean; train: number; test: number }[] = [];
+  if (config.real && await exists(realDir)) {
+    datasets.push({ label: "real reviews", slug: "real", real: true, train: 0, test: 0 });
+  } else if (config.real) {
+    log.info(`no ${REAL_DIR}: generated data only`);
+  }
+  for (const size of config.sizes) {
+    datasets.push({
+      label: `generated ${formatCount(size)}`,
+      slug: `generated-${size}`,
+      real: false,
+      train: size,
+      test: testRowsFor(size),
+    });
+  }
+  // The 1-vs-N-workers comparison runs once, at 100k or the nearest size (long enough to time, short enough
+  // to repeat).
+  const compareAt = config.sizes.reduce((best, size) =>
+    Math.abs(Math.log(size / 100_000)) < Math.abs(Math.log(best / 100_000)) ? size : best
+  );
+
+  await Deno.mkdir(config.out, { recursive: true });
+  const reports: DatasetReport[] = [];
+  const started = performance.now();
+  for (const dataset of datasets) {
+    const root = join(config.out, dataset.slug);
+    await createScratchRoot(REPO_ROOT, root);
+    if (dataset.real) {
+      const counts = await prepareReal(realDir, join(root, "data/external/real"));
+      dataset.train = counts.train;
+      dataset.test = counts.test;
+    }
+    log.info(
+      `${dataset.label}: ${formatCount(dataset.train)} training + ${formatCount(dataset.test)} test reviews`,
+    );
+    const report: DatasetReport = {
+      label: dataset.label,
+      kind: dataset.real ? "real" : "generated",
+      trainRows: dataset.train,
+      testRows: dataset.test,
+      stages: [],
+      models: [],
+    };
+    const runner = new DatasetRunner(report, root, config, { log, signal, tasks });
+    try {
+      await runDataset(runner, config, {
+        real: dataset.real,
+        compareWorkers: !dataset.real && dataset.train === compareAt,
+        peers,
+      });
+    } finally {
+      if (!config.keep) await Deno.remove(root, { recursive: true }).catch(() => {});
+    }
+    reports.push(runner.report);
+  }
+
+  // Read before the closing probe, which keeps both cores busy for a few seconds.
+  const loadEnd = loadAverage();
+  const parallelismEnd = await probeParallelism();
+  if (Math.min(parallelismEnd.alu, parallelism.alu) < 1.7) {
+    log.warn(
+      `two threads ran only ${
+        Math.min(parallelismEnd.alu, parallelism.alu).toFixed(2)
+      }× as fast as one at the ` +
+        "start or end: other processes were using the cores, so the times are pessimistic",
+    );
+  }
+  const info: RunInfo = {
+    command: commandLine(Deno.args.filter((arg) => arg !== "--json")),
+    date: new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC",
+    cpuModel: cpus()[0]?.model.trim() || "unknown CPU",
+    cores: navigator.hardwareConcurrency,
+    memoryBytes: Deno.systemMemoryInfo().total,
+    denoVersion: Deno.version.deno,
+    ...(versions ? { pythonVersions: versions } : {}),
+    loadStart,
+    loadEnd,
+    rssMethod: config.measureRss
+      ? "GNU time's %M: the kernel's peak resident set of each process (getrusage ru_maxrss), all threads " +
+        "and workers included; for fastText, of the CLI process"
+      : `not measured (${GNU_TIME} missing)`,
+    parallelism,
+    parallelismEnd,
+    trees: config.trees,
+    workers: config.workers,
+    peersMax: config.peersMax,
+    fastPeersMax: config.fastPeersMax,
+  };
+  const result = await publish(config, info, reports, log);
+  log.info(
+    `done in ${formatSeconds((performance.now() - started) / 1000)}; report in ${
+      join(config.out, "report.md")
+    }`,
+  );
+  return result;
+}
+
+/** A saved run: what `<out>/report.json` holds. */
+interface SavedRun {
+  info: RunInfo;
+  reports: DatasetReport[];
+}
+
+/**
+ * Writes the report of a run: `<out>/report.md` and `report.json`, and the generated block of
+ * docs/benchmarks.md unless `--no-docs`.
+ */
+async function publish(
+  config: BenchConfig,
+  info: RunInfo,
+  reports: DatasetReport[],
+  log: Logger,
+): Promise<StageResult> {
+  const markdown = renderRun(info, reports);
+  const targets = judgeTargets(reports);
+  await writeFileAtomic(join(config.out, "report.md"), markdown + "\n");
+  await writeFileAtomic(
+    join(config.out, REPORT_JSON),
+    JSON.stringify({ info, reports, targets }, null, 2) + "\n",
+  );
+  if (config.docs) {
+    const docsPath = join(REPO_ROOT, DOCS_PATH);
+    const existing = await exists(docsPath) ? await Deno.readTextFile(docsPath) : undefined;
+    let updated: string;
+    try {
+      updated = spliceDocs(existing, markdown, DOCS_SKELETON);
+    } catch (error) {
+      throw new PipelineError(
+        `${DOCS_PATH}: ${(error as Error).message}; restore them or rerun with --no-docs`,
+      );
+    }
+    await writeFileAtomic(docsPath, updated);
+    log.info(`updated ${DOCS_PATH}`);
+  }
+  return {
+    json: { info, reports, targets },
+    text: markdown + (config.docs ? "" : `\n(not written to ${DOCS_PATH}: --no-docs)`),
+  };
+}
+
+/** `--from-report`: the tables of the last run again, from `<out>/report.json`, without running anything. */
+async function republish(config: BenchConfig, log: Logger): Promise<StageResult> {
+  const path = join(config.out, REPORT_JSON);
+  let saved: SavedRun;
+  try {
+    saved = JSON.parse(await Deno.readTextFile(path));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new PipelineError(`${path} not found; run "deno task bench" first (with the same --out)`);
+    }
+    if (error instanceof SyntaxError) {
+      throw new PipelineError(`${path} is not valid JSON; run the bench again`);
+    }
+    throw error;
+  }
+  if (!saved.info || !Array.isArray(saved.reports)) {
+    throw new PipelineError(`${path} is not a bench report; run the bench again`);
+  }
+  return publish(config, saved.info, saved.reports, log);
+}
+
+if (import.meta.main) await runStage(spec, Deno.args, main);

@@ -1,0 +1,332 @@
+#!/usr/bin/python3
+"""Peers of the pipeline benchmark (`deno task bench`): trains and scores one peer model on the same
+reviews and the same train/test split as the project's forest, and prints one JSON object on stdout.
+
+Peers:
+  sklearn-forest  scikit-learn RandomForestClassifier on the project's own features: its vocabulary
+                  (terms.txt written by the bench's train step) as binary presence features of the
+                  processed tokens and their bigrams, i.e. exactly what the project's forest sees.
+  tfidf-lr        scikit-learn TfidfVectorizer(ngram_range=(1, 2)) + LogisticRegression on the raw
+                  title + text.
+  fasttext        the fastText CLI (`supervised -wordNgrams 2`) on the raw title + text, lowercased, with
+                  punctuation split off as fastText's own classification example does.
+
+"Same reviews": the processed files hold every review that had tokens; the raw text of exactly those
+reviews is read from data/batches/*.csv and data/raw/test.csv minus the lines the preprocess stages
+rejected (their *.rejects.csv), and the labels are checked to line up row for row.
+
+Train time is what the project's train time covers: vectorizing the training text and fitting.
+
+Usage: /usr/bin/python3 scripts/bench_peers.py --peer NAME --root DIR [--model-dir DIR] [--trees N]
+       [--jobs N] [--fasttext PATH] [--timeout S]
+Needs scikit-learn (Debian: python3-sklearn) and, for fasttext, the fastText CLI (Debian: fasttext);
+`make bench-deps` installs both.
+"""
+
+import argparse
+import csv
+import glob
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+PEERS = ("sklearn-forest", "tfidf-lr", "fasttext")
+
+
+class PeerError(Exception):
+    """An expected failure: printed as one `error: ...` line, exit code 1."""
+
+
+def batch_index(path):
+    match = re.search(r"train_batch_(\d+)\.(?:tsv|csv)$", path)
+    return int(match.group(1)) if match else -1
+
+
+def processed_batches(root):
+    paths = sorted(glob.glob(os.path.join(root, "data/processed/train_batch_*.tsv")), key=batch_index)
+    if not paths:
+        raise PeerError(f"no processed batches in {root}/data/processed; run the bench's pipeline first")
+    return paths
+
+
+def read_processed(path):
+    """Labels (1/2) and token strings of a processed file (`<label>\\t<tokens>` per line)."""
+    labels, docs = [], []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            label, _, tokens = line.rstrip("\n").partition("\t")
+            labels.append(int(label))
+            docs.append(tokens)
+    return labels, docs
+
+
+def rejected_lines(rejects_path):
+    """Source line numbers a preprocess stage rejected (no tokens, bad CSV)."""
+    if not os.path.exists(rejects_path):
+        return set()
+    with open(rejects_path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)  # header: line,reason,raw
+        return {int(row[0]) for row in reader if row}
+
+
+def read_raw(csv_path, rejects_path):
+    """Labels and `title text` of the CSV lines the processed file kept, in order."""
+    skip = rejected_lines(rejects_path)
+    labels, texts = [], []
+    with open(csv_path, encoding="utf-8", newline="") as handle:
+        # One record per physical line (newlines inside fields are written as the two characters \n).
+        for number, line in enumerate(handle, start=1):
+            if number in skip:
+                continue
+            row = next(csv.reader([line]))
+            labels.append(int(row[0]))
+            texts.append((row[1] + " " + row[2]).replace("\\n", " "))
+    return labels, texts
+
+
+def processed_split(root):
+    train_labels, train_docs = [], []
+    for path in processed_batches(root):
+        labels, docs = read_processed(path)
+        train_labels += labels
+        train_docs += docs
+    test_labels, test_docs = read_processed(os.path.join(root, "data/processed/test.tsv"))
+    return train_labels, train_docs, test_labels, test_docs
+
+
+def raw_split(root):
+    """Raw text of the same train and test reviews as the processed files, checked label by label."""
+    train_labels, train_texts = [], []
+    expected_train = []
+    for path in processed_batches(root):
+        index = batch_index(path)
+        labels, texts = read_raw(
+            os.path.join(root, f"data/batches/train_batch_{index}.csv"),
+            os.path.join(root, f"data/processed/train_batch_{index}.rejects.csv"),
+        )
+        train_labels += labels
+        train_texts += texts
+        expected_train += read_processed(path)[0]
+    test_labels, test_texts = read_raw(
+        os.path.join(root, "data/raw/test.csv"), os.path.join(root, "data/processed/test.rejects.csv")
+    )
+    expected_test = read_processed(os.path.join(root, "data/processed/test.tsv"))[0]
+    if train_labels != expected_train or test_labels != expected_test:
+        raise PeerError("raw rows do not line up with the processed rows; rerun the bench from scratch")
+    return train_labels, train_texts, test_labels, test_texts
+
+
+def scores(test_labels, positive_probabilities):
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+    truth = [1 if label == 2 else 0 for label in test_labels]
+    predicted = [1 if p >= 0.5 else 0 for p in positive_probabilities]
+    return {
+        "accuracy": accuracy_score(truth, predicted),
+        "f1": f1_score(truth, predicted),
+        "roc_auc": roc_auc_score(truth, positive_probabilities),
+    }
+
+
+def max_rss_bytes(who=resource.RUSAGE_SELF):
+    return resource.getrusage(who).ru_maxrss * 1024  # Linux reports KiB
+
+
+def sklearn_forest(args):
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    terms_path = os.path.join(args.model_dir, "terms.txt")
+    if not os.path.exists(terms_path):
+        raise PeerError(f"{terms_path} not found; the bench's train step writes it")
+    with open(terms_path, encoding="utf-8") as handle:
+        terms = [line.rstrip("\n") for line in handle if line.strip()]
+    train_labels, train_docs, test_labels, test_docs = processed_split(args.root)
+
+    def analyze(doc):
+        # The project's terms: every token, then each adjacent pair joined by a space (lib/vectorizer.ts).
+        tokens = [token for token in doc.split(" ") if token]
+        return tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]
+
+    vectorizer = CountVectorizer(vocabulary=terms, binary=True, analyzer=analyze, dtype=np.float32)
+    started = time.perf_counter()
+    x_train = vectorizer.transform(train_docs)
+    vectorize_seconds = time.perf_counter() - started
+    model = RandomForestClassifier(n_estimators=args.trees, n_jobs=args.jobs, random_state=42)
+    started = time.perf_counter()
+    model.fit(x_train, train_labels)
+    fit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    positive = list(model.classes_).index(2)
+    probabilities = model.predict_proba(vectorizer.transform(test_docs))[:, positive]
+    predict_seconds = time.perf_counter() - started
+    return {
+        "train_rows": len(train_labels),
+        "test_rows": len(test_labels),
+        "vectorize_seconds": vectorize_seconds,
+        "fit_seconds": fit_seconds,
+        "train_seconds": vectorize_seconds + fit_seconds,
+        "predict_seconds": predict_seconds,
+        "features": len(terms),
+        **scores(test_labels, probabilities.tolist()),
+        "peak_rss_bytes": max_rss_bytes(),
+    }
+
+
+def tfidf_lr(args):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    train_labels, train_texts, test_labels, test_texts = raw_split(args.root)
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2))
+    started = time.perf_counter()
+    x_train = vectorizer.fit_transform(train_texts)
+    vectorize_seconds = time.perf_counter() - started
+    # max_iter above the default 100 so lbfgs converges on millions of n-gram features.
+    model = LogisticRegression(max_iter=1000)
+    started = time.perf_counter()
+    model.fit(x_train, train_labels)
+    fit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    positive = list(model.classes_).index(2)
+    probabilities = model.predict_proba(vectorizer.transform(test_texts))[:, positive]
+    predict_seconds = time.perf_counter() - started
+    return {
+        "train_rows": len(train_labels),
+        "test_rows": len(test_labels),
+        "vectorize_seconds": vectorize_seconds,
+        "fit_seconds": fit_seconds,
+        "train_seconds": vectorize_seconds + fit_seconds,
+        "predict_seconds": predict_seconds,
+        "features": len(vectorizer.vocabulary_),
+        **scores(test_labels, probabilities.tolist()),
+        "peak_rss_bytes": max_rss_bytes(),
+    }
+
+
+_PUNCTUATION = re.compile(r"([.,!?()])")
+_DROPPED = re.compile(r"[\";:]|<br\s*/?>")
+
+
+def fasttext_text(text):
+    """Lowercase and split off punctuation as fastText's classification-example.sh does."""
+    text = _DROPPED.sub(" ", text.lower()).replace("'", " ' ")
+    return " ".join(_PUNCTUATION.sub(r" \1 ", text).split())
+
+
+def run_fasttext(args, arguments, **kwargs):
+    try:
+        return subprocess.run(
+            [args.fasttext, *arguments], check=True, timeout=args.timeout, capture_output=True, text=True, **kwargs
+        )
+    except FileNotFoundError as error:
+        raise PeerError(f"{args.fasttext} not found; install fastText with `make bench-deps`") from error
+    except subprocess.CalledProcessError as error:
+        last = (error.stderr or "").strip().splitlines()[-1:] or ["no output"]
+        raise PeerError(f"fasttext {arguments[0]} failed: {last[0]}") from error
+
+
+def fasttext(args):
+    train_labels, train_texts, test_labels, test_texts = raw_split(args.root)
+    with tempfile.TemporaryDirectory(dir=args.model_dir) as work:
+        train_path = os.path.join(work, "train.txt")
+        test_path = os.path.join(work, "test.txt")
+        with open(train_path, "w", encoding="utf-8") as handle:
+            for label, text in zip(train_labels, train_texts):
+                handle.write(f"__label__{label} {fasttext_text(text)}\n")
+        with open(test_path, "w", encoding="utf-8") as handle:
+            for text in test_texts:
+                handle.write(fasttext_text(text) + "\n")
+        model = os.path.join(work, "model")
+        started = time.perf_counter()
+        run_fasttext(
+            args,
+            ["supervised", "-input", train_path, "-output", model, "-wordNgrams", "2", "-thread", str(args.jobs),
+             "-verbose", "0"],
+        )
+        train_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        output = run_fasttext(args, ["predict-prob", model + ".bin", test_path, "2"]).stdout
+        predict_seconds = time.perf_counter() - started
+    probabilities = []
+    for line in output.splitlines():
+        words = line.split()
+        labels = dict(zip(words[0::2], (float(p) for p in words[1::2])))
+        probabilities.append(labels.get("__label__2", 1.0 - labels.get("__label__1", 0.5)))
+    if len(probabilities) != len(test_labels):
+        raise PeerError(f"fasttext predicted {len(probabilities)} rows for {len(test_labels)} test reviews")
+    return {
+        "train_rows": len(train_labels),
+        "test_rows": len(test_labels),
+        "train_seconds": train_seconds,
+        "predict_seconds": predict_seconds,
+        **scores(test_labels, probabilities),
+        # The CLI is a child process: its peak, not this script's.
+        "peak_rss_bytes": max_rss_bytes(resource.RUSAGE_CHILDREN),
+    }
+
+
+def versions(fasttext_path):
+    import numpy
+    import scipy
+    import sklearn
+
+    text = f"Python {sys.version.split()[0]}, scikit-learn {sklearn.__version__}, NumPy {numpy.__version__}, "
+    text += f"SciPy {scipy.__version__}"
+    if os.path.exists(fasttext_path):
+        # The CLI has no --version; the Debian package version is the best name for it.
+        try:
+            package = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "fasttext"], capture_output=True,
+                                     text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            package = ""
+        text += f", fastText {package or '(version unknown)'}"
+    return {"versions": text}
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description="Train and score one peer of the pipeline benchmark.")
+    parser.add_argument("--peer", choices=PEERS + ("versions",), required=True)
+    parser.add_argument("--root", help="the bench's scratch project root (holds data/)")
+    parser.add_argument("--model-dir", help="folder of the project's model (terms.txt); scratch files go here")
+    parser.add_argument("--trees", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=2, help="threads (n_jobs, fastText -thread)")
+    parser.add_argument("--fasttext", default="/usr/bin/fasttext")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed to a fastText command")
+    args = parser.parse_args(argv)
+    # The bench stops an over-budget peer with SIGTERM: exit through Python so subprocess.run kills fastText.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        if args.peer == "versions":
+            result = versions(args.fasttext)
+        else:
+            if not args.root:
+                parser.error("--root is required")
+            if not os.path.isdir(os.path.join(args.root, "data")):
+                raise PeerError(f"{args.root}/data not found; --root must be the bench's scratch project root")
+            args.model_dir = args.model_dir or os.path.join(args.root, "data/bench/model")
+            result = {"sklearn-forest": sklearn_forest, "tfidf-lr": tfidf_lr, "fasttext": fasttext}[args.peer](args)
+    except ImportError as error:
+        print(f"error: {error.name or error} is not installed for {sys.executable}; run `make bench-deps`",
+              file=sys.stderr)
+        return 1
+    except (PeerError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except subprocess.TimeoutExpired as error:
+        print(f"error: fasttext ran over its {error.timeout:.0f} s budget", file=sys.stderr)
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
