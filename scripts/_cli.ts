@@ -156,7 +156,7 @@ export async function runStage(
     if (controller.signal.aborted) {
       writeOut(
         "stderr",
-        `error: ${(controller.signal.reason as Error).message}; partial outputs were removed`,
+        `error: ${(controller.signal.reason as Error).message}; no output was left half-written`,
       );
       Deno.exit(130);
     }

@@ -413,6 +413,6 @@ Deno.test("ingest interrupted by SIGINT exits 130 and leaves no partial output",
     kill: { signal: "SIGINT", afterMs: 1500 },
   });
   assert.equal(run.code, 130, run.stderr);
-  assert.match(run.stderr, /error: interrupted by SIGINT; partial outputs were removed/);
+  assert.match(run.stderr, /error: interrupted by SIGINT; no output was left half-written/);
   assert.deepEqual(await rawFiles(root), []);
 });

@@ -152,7 +152,7 @@ Deno.test("preprocess_batch interrupted by SIGINT exits 130 and leaves no partia
   await Deno.writeTextFile(root.resolve("data/batches/train_batch_0.csv"), lines.join(""));
   const run = await runTask(root, "preprocess_batch", ["0"], { kill: { signal: "SIGINT", afterMs: 1000 } });
   assert.equal(run.code, 130, run.stderr);
-  assert.match(run.stderr, /error: interrupted by SIGINT; partial outputs were removed/);
+  assert.match(run.stderr, /error: interrupted by SIGINT; no output was left half-written/);
   const left: string[] = [];
   try {
     for await (const entry of Deno.readDir(root.resolve("data/processed"))) left.push(entry.name);

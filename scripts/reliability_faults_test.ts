@@ -347,7 +347,7 @@ Deno.test("train interrupted by Ctrl-C while growing the forest exits 130 and ma
   task.kill("SIGINT");
   const result = await task.result;
   assert.equal(result.code, 130, result.stderr);
-  assert.match(result.stderr, /error: interrupted by SIGINT; partial outputs were removed/);
+  assert.match(result.stderr, /error: interrupted by SIGINT; no output was left half-written/);
   assert.ok(performance.now() - interrupted < 10_000, "stops promptly");
   assert.equal((await client.getRun(runId!)).info.status, "KILLED");
   assert.equal((await client.searchModelVersions({ filter: `name='${name}'` })).modelVersions.length, 0);
@@ -464,7 +464,7 @@ Deno.test("split_batches and preprocess_batch stopped by SIGTERM exit 130, keep 
     timeoutMs: STAGE_TIMEOUT_MS,
   });
   assert.equal(split.code, 130, split.stderr);
-  assert.match(split.stderr, /error: interrupted by SIGTERM; partial outputs were removed/);
+  assert.match(split.stderr, /error: interrupted by SIGTERM; no output was left half-written/);
   assert.deepEqual(await snapshot(root.resolve("data/batches")), before, "the previous split is intact");
 
   ok(await runTask(root, "preprocess_batch", ["1"], { timeoutMs: STAGE_TIMEOUT_MS }), "preprocess 1");
