@@ -23,7 +23,7 @@ import { optionalIntegerFlag } from "../lib/flags.ts";
 import { buildModelFiles, loadModel, sha256Hex } from "../lib/model_artifact.ts";
 import type { Review } from "../lib/review.ts";
 import { fileStream, readReviews } from "../lib/review_reader.ts";
-import { resolveTrainingBatches, trainSentimentModel } from "../lib/train.ts";
+import { resolveTrainingBatches, trainLinearModel, trainSentimentModel } from "../lib/train.ts";
 import { APP_VERSION } from "../lib/version.ts";
 import { quantile } from "./_bench_report.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
@@ -43,6 +43,7 @@ Benchmark helper of "deno task bench"; runs inside its scratch project root.
 
 Options:
   --model NAME     model folder under ${BENCH_DIR} (default model)
+  --family F       train: forest (default) or linear (the fastText-style family, its defaults)
   --trees N        trees (train; default 100)
   --workers N      tree-building workers (train; default: number of cores)
   --calls N        timed predict calls (predict; default 10000)
@@ -60,6 +61,7 @@ export const spec: StageSpec = {
     trees: { type: "string" },
     workers: { type: "string" },
     calls: { type: "string" },
+    family: { type: "string" },
   },
 };
 
@@ -74,7 +76,42 @@ async function writeBytesAtomic(path: string, bytes: Uint8Array): Promise<void> 
   await Deno.rename(path + PARTIAL_SUFFIX, path);
 }
 
+/** The linear family with its defaults, as `train --model linear` trains it (single-threaded SGD). */
+async function trainLinear(ctx: StageContext): Promise<StageResult> {
+  const dir = modelDir(ctx);
+  const batches = await resolveTrainingBatches(["all"]);
+  const trained = await trainLinearModel({
+    batches,
+    signal: ctx.signal,
+    onPhase: (phase, detail) => ctx.log.info(phase, detail),
+  });
+  const files = buildModelFiles({
+    engineName: trained.engineName,
+    engineBytes: trained.engineBytes,
+    appVersion: APP_VERSION,
+    training: { rows: trained.rows, params: trained.params },
+  });
+  await Deno.mkdir(dir, { recursive: true });
+  for (const [name, bytes] of files) await writeBytesAtomic(join(dir, name), bytes);
+  return {
+    json: {
+      rows: trained.rows,
+      positives: trained.positives,
+      seconds: trained.seconds,
+      train_seconds: trained.seconds.fit,
+      engine_sha256: sha256Hex(trained.engineBytes),
+      engine_bytes: trained.engineBytes.length,
+      epochs: trained.params.epochs,
+      dim: trained.params.dim,
+    },
+    text: `trained the linear model on ${trained.rows} reviews in ${trained.seconds.fit.toFixed(1)} s`,
+  };
+}
+
 async function train(ctx: StageContext): Promise<StageResult> {
+  const family = typeof ctx.values.family === "string" ? ctx.values.family : "forest";
+  if (family === "linear") return trainLinear(ctx);
+  if (family !== "forest") throw new UsageError(`--family must be forest or linear, got "${family}"`);
   const trees = optionalIntegerFlag("--trees", ctx.values.trees as string | undefined, 100, { min: 1 });
   const workers = optionalIntegerFlag(
     "--workers",

@@ -592,8 +592,67 @@ async function runDataset(
     });
   }
 
-  // 6. Peers on the same reviews.
+  // 6. The linear family (train --model linear, its defaults) on the same batches and test set.
+  await runLinear(runner, report);
+
+  // 7. Peers on the same reviews.
   if (options.peers) await runPeers(runner, config, trainRows);
+}
+
+/** Trains and scores the fastText-style linear family as `train --model linear` does, without MLflow. */
+async function runLinear(runner: DatasetRunner, report: DatasetReport): Promise<void> {
+  const train = await runner.helper(
+    "train (linear)",
+    ["train", "--family", "linear", "--model", "linear"],
+    budget("train", report.trainRows),
+  );
+  if (!train.json) return void runner.failed("train (linear)", report.trainRows, train);
+  const rows = Number(train.json.rows);
+  runner.stage({
+    stage: "train (linear)",
+    reviews: rows,
+    seconds: train.run.seconds,
+    peakRssBytes: train.run.peakRssBytes,
+    cpuSeconds: train.run.cpuSeconds,
+    status: "ok",
+    note: `whole process; SGD ${train.json.epochs} epochs, dim ${train.json.dim}, one thread`,
+  });
+  const linear: ModelFigure = {
+    model: "ours: linear, fastText-style (train --model linear)",
+    ours: true,
+    status: "ok",
+    trainRows: rows,
+    trainSeconds: Number(train.json.train_seconds),
+    peakRssBytes: train.run.peakRssBytes,
+  };
+  report.models.push(linear);
+  const evaluate = await runner.helper(
+    "evaluate (linear)",
+    ["evaluate", "--model", "linear"],
+    budget("evaluate", report.testRows),
+  );
+  if (!evaluate.json) {
+    runner.failed("evaluate (linear)", report.testRows, evaluate);
+    linear.status = "failed";
+    linear.note = "evaluate failed";
+    return;
+  }
+  const metrics = evaluate.json.metrics as Record<string, number>;
+  Object.assign(linear, {
+    testRows: Number(evaluate.json.rows),
+    accuracy: metrics.accuracy,
+    f1: metrics.f1,
+    rocAuc: metrics.roc_auc,
+  });
+  runner.stage({
+    stage: "evaluate (linear)",
+    reviews: Number(evaluate.json.rows),
+    seconds: evaluate.run.seconds,
+    peakRssBytes: evaluate.run.peakRssBytes,
+    cpuSeconds: evaluate.run.cpuSeconds,
+    status: "ok",
+    note: `whole process; model load ${formatSeconds(Number(evaluate.json.load_seconds))}`,
+  });
 }
 
 const PEERS = [
