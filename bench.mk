@@ -6,7 +6,7 @@ BENCH_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 .PHONY: bench bench-deps
 
 ##@ Benchmarks
-bench: setup ## Benchmark every stage and the peers at 10k/100k/1M reviews (~20 min); updates docs/benchmarks.md (ARGS="--full", "--sizes 2000,10000 --no-docs")
+bench: setup ## Benchmark every stage and the peers at 10k/100k/1M reviews (~8 min); updates docs/benchmarks.md (ARGS="--full", "--sizes 2000,10000 --no-docs")
 	$(TASK) bench $(ARGS)
 
 bench-deps: ## Install the benchmark's peers and tools from Debian: python3-sklearn, fasttext, time (apt-get)

@@ -1,8 +1,8 @@
 /**
  * Pure helpers of the pipeline benchmark (`scripts/bench.ts`): the figures it collects, how they are
- * formatted into Markdown tables, how the targets of the benchmark issue are judged, how peak memory is
- * read from `/proc`, and how the generated block is spliced into `docs/benchmarks.md` without touching
- * the sections other people write there. No I/O, so `bench_test.ts` covers all of it quickly.
+ * formatted into Markdown tables, how the targets of the benchmark issue are judged, how GNU `time`'s
+ * report (CPU time, peak RSS) is read, and how the generated block is spliced into `docs/benchmarks.md`
+ * without touching the sections other people write there. No I/O, so `bench_test.ts` covers it quickly.
  *
  * @module
  */
@@ -415,6 +415,12 @@ function findModel(report: DatasetReport, ours: boolean, name?: string): ModelFi
   );
 }
 
+/** Stage names of the phases timed inside the train process are this prefix plus the phase. */
+export const TRAIN_PHASE_PREFIX = "↳ train: ";
+
+/** The preprocess row of the real reviews repeated to a realistic size; the preprocessing target reads it. */
+export const REAL_TEXT_STAGE = "preprocess_test (real text, repeated)";
+
 /** Name of scikit-learn's forest in the model tables; the targets compare against it. */
 export const SKLEARN_FOREST = "scikit-learn RandomForestClassifier";
 
@@ -461,9 +467,15 @@ export function judgeTargets(reports: readonly DatasetReport[]): TargetVerdict[]
     const peer = findModel(report, false, SKLEARN_FOREST);
     if (ours?.trainSeconds === undefined || peer?.trainSeconds === undefined) return [];
     const limit = report.trainRows >= 100_000 ? 0.1 : report.trainRows >= 15_000 ? 0.2 : undefined;
+    // scikit-learn is handed our terms, so it never selects a vocabulary; the like-for-like ratio leaves our
+    // vocabulary pass out too. The verdict uses the strict one.
+    const vocabulary = report.stages.find((stage) => stage.stage === TRAIN_PHASE_PREFIX + "vocabulary");
     return limit === undefined ? [] : [{
       label: report.label,
       ratio: ours.trainSeconds / peer.trainSeconds,
+      withoutVocabulary: vocabulary
+        ? (ours.trainSeconds - vocabulary.seconds) / peer.trainSeconds
+        : undefined,
       limit,
     }];
   });
@@ -471,7 +483,11 @@ export function judgeTargets(reports: readonly DatasetReport[]): TargetVerdict[]
     target: "training time (vectorize + fit) ≤ 0.2× scikit-learn's at 15k reviews, ≤ 0.1× at 100k and above",
     measured: timePairs.length === 0
       ? "scikit-learn's forest did not run at 15k or more reviews"
-      : timePairs.map((p) => `${p.label}: ${p.ratio.toFixed(3)}× (limit ${p.limit}×)`).join("; "),
+      : timePairs.map((p) =>
+        `${p.label}: ${p.ratio.toFixed(3)}× (limit ${p.limit}×` + (p.withoutVocabulary === undefined
+          ? ")"
+          : `; ${p.withoutVocabulary.toFixed(3)}× without our vocabulary pass, which scikit-learn skips)`)
+      ).join("; "),
     verdict: verdict(timePairs.length === 0 ? undefined : timePairs.every((p) => p.ratio <= p.limit)),
   });
 
@@ -549,10 +565,22 @@ export function judgeTargets(reports: readonly DatasetReport[]): TargetVerdict[]
     (s) => stageRate(s) >= 40_000,
     (s) => `${formatRate(stageRate(s))} reviews/s`,
   );
+  // Generated reviews are about 2.5× shorter than real ones, so real text at scale is judged too.
+  const realText = reports.filter((r) => r.kind === "real").map((r) => findStage(r, REAL_TEXT_STAGE)).find((
+    s,
+  ) => s !== undefined);
   verdicts.push({
     target: "preprocessing ≥ 40,000 reviews/s on both cores, peak RSS under 300 MB at any input size",
-    measured: preprocess.measured,
-    verdict: verdict(preprocess.ok),
+    measured: preprocess.measured +
+      (realText
+        ? `; real text: ${formatRate(stageRate(realText))} reviews/s, peak RSS ${
+          formatBytes(realText.peakRssBytes)
+        } at ${formatCount(realText.reviews)} reviews`
+        : ""),
+    verdict: verdict(
+      preprocess.ok === undefined ? undefined : preprocess.ok &&
+        (!realText || (stageRate(realText) >= 40_000 && (realText.peakRssBytes ?? Infinity) < 300e6)),
+    ),
   });
 
   // The largest model is the slowest to walk, so predict latency is judged there.
@@ -574,8 +602,10 @@ export function judgeTargets(reports: readonly DatasetReport[]): TargetVerdict[]
   verdicts.push({
     target: "evaluate of 400k reviews under 60 s",
     measured: evaluateReport && rate && evalSeconds !== undefined
-      ? `${formatRate(rate)} reviews/s with the ${evaluateReport.label} model` +
-        (evaluateReport.testRows >= 400_000 ? "" : ` → ${formatSeconds(evalSeconds)} for 400k (extrapolated)`)
+      ? `${formatRate(rate)} reviews/s with the ${evaluateReport.label} model: ${
+        formatSeconds(evalSeconds)
+      } ` +
+        (evaluateReport.testRows >= 400_000 ? "for 400k" : "for 400k (extrapolated)")
       : "not run",
     verdict: verdict(evalSeconds !== undefined ? evalSeconds < 60 : undefined),
   });

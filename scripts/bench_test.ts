@@ -16,6 +16,7 @@ import {
   parseSizes,
   parseTimeOutput,
   quantile,
+  REAL_TEXT_STAGE,
   renderRun,
   type RunInfo,
   shuffleSplit,
@@ -23,6 +24,7 @@ import {
   spliceDocs,
   stageTable,
   testRowsFor,
+  TRAIN_PHASE_PREFIX,
 } from "./_bench_report.ts";
 import { REPO_ROOT } from "./_testing.ts";
 
@@ -183,7 +185,38 @@ Deno.test("judgeTargets() passes targets met and says which were not measured", 
   assert.equal(byTarget(/^preprocessing/).verdict, "met");
   assert.equal(byTarget(/^predict/).verdict, "met");
   assert.equal(byTarget(/^evaluate/).verdict, "met"); // 20 s for 400k
-  assert.match(byTarget(/^evaluate/).measured, /extrapolated/);
+  assert.match(byTarget(/^evaluate/).measured, /20\.0 s for 400k \(extrapolated\)/);
+});
+
+Deno.test("judgeTargets() also gives the time ratio without our vocabulary pass", () => {
+  const real = report(15_000, { kind: "real", label: "real reviews" });
+  real.models[0]!.trainSeconds = 2.0;
+  real.models[1]!.trainSeconds = 8.9;
+  real.stages.push({
+    stage: TRAIN_PHASE_PREFIX + "vocabulary",
+    reviews: 15_000,
+    seconds: 0.48,
+    peakRssBytes: null,
+    status: "ok",
+  });
+  const time = judgeTargets([real]).find((v) => v.target.startsWith("training time"))!;
+  assert.equal(time.verdict, "missed"); // 0.225× > 0.2×: the strict ratio decides
+  assert.match(time.measured, /real reviews: 0\.225× \(limit 0\.2×; 0\.171× without our vocabulary pass/);
+});
+
+Deno.test("judgeTargets() judges preprocessing on real text at scale too", () => {
+  const real = report(15_000, { kind: "real", label: "real reviews" });
+  real.stages.push({
+    stage: REAL_TEXT_STAGE,
+    reviews: 375_000,
+    seconds: 10,
+    peakRssBytes: 190e6,
+    status: "ok",
+  });
+  const verdicts = judgeTargets([real, report(1_000_000)]);
+  const preprocess = verdicts.find((v) => v.target.startsWith("preprocessing"))!;
+  assert.equal(preprocess.verdict, "missed"); // 37,500 reviews/s on real text
+  assert.match(preprocess.measured, /real text: 37,500 reviews\/s, peak RSS 190 MB at 375,000 reviews/);
 });
 
 Deno.test("judgeTargets() misses on different forests, slow workers, and memory growth", () => {
