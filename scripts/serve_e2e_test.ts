@@ -82,7 +82,8 @@ async function drive(url: string, screenshot: string | undefined): Promise<Drive
     page.on("pageerror", (error) => consoleErrors.push(String(error)));
     await page.goto(url);
     // The footer fills in from GET /version once the script ran.
-    await page.waitForFunction(`!document.getElementById("model").textContent.includes("not loaded")`);
+    // A locator, not waitForFunction: the page's CSP forbids eval, which a string predicate needs when polled.
+    await page.locator("#model").filter({ hasNotText: "not loaded" }).waitFor();
 
     const submit = async (title: string, message: string, outcome: "#result" | "#error"): Promise<Shown> => {
       await page.fill("#title", title);
