@@ -6,7 +6,7 @@
  * - GNU `time` reports the child's CPU time and peak resident set size (`getrusage` `ru_maxrss`, taken by
  *   the kernel over the whole process, so every Web Worker thread is included, and exact rather than
  *   sampled). CPU ÷ wall time says how many cores a stage kept busy.
- *   Deno itself cannot measure it: reading `/proc/<pid>/status` needs `--allow-all`.
+ *   Deno itself cannot measure it: reading `/proc/<pid>/status` needs every permission at once, which no task here is given.
  * - GNU `timeout` runs the command in a process group of its own and signals the whole group, so a stage
  *   over its budget, or one we stop on Ctrl-C (by signalling `timeout`), is ended with `time` and every
  *   process under it, SIGTERM first and SIGKILL 10 s later.
