@@ -95,7 +95,7 @@ ${DOCS_PATH}. Takes about 8 minutes with the defaults on 2 idle cores.
 Options:
   --sizes N,N,...     training reviews of the generated data sets (default ${DEFAULT_SIZES.join(",")};
                       100k and 1m are accepted)
-  --full              add the dataset's full size, ${formatCount(FULL_SIZE)} (adds ~15 minutes)
+  --full              add the dataset's full size, ${formatCount(FULL_SIZE)} (adds 15 to 20 minutes)
   --trees N           trees of every forest (default 100)
   --workers N         training workers and peer threads (default: number of cores)
   --no-peers          skip scikit-learn and fastText

@@ -26,7 +26,7 @@ import {
   testRowsFor,
   TRAIN_PHASE_PREFIX,
 } from "./_bench_report.ts";
-import { REPO_ROOT } from "./_testing.ts";
+import { createProjectRoot, REPO_ROOT, runTask } from "./_testing.ts";
 
 Deno.test("parseTimeOutput() reads wall, CPU and peak RSS from GNU time's last line", () => {
   assert.deepEqual(parseTimeOutput("12.34 20.10 0.50 204800\n"), {
@@ -340,4 +340,16 @@ Deno.test("deno.json runs the bench and its helper with their own permission set
   assert.equal(config.tasks.bench.command, "deno run -q -P=bench scripts/bench.ts");
   assert.deepEqual(config.permissions.bench.run, ["/usr/bin/timeout"]);
   assert.deepEqual(config.permissions.bench_model.write, ["data/bench"]);
+});
+
+Deno.test("bench --help prints the usage, and a bad flag exits 2 before any work", async () => {
+  await using root = await createProjectRoot();
+  const help = await runTask(root, "bench", ["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: deno task bench/);
+  assert.match(help.stdout, /--full/);
+  const bad = await runTask(root, "bench", ["--sizes", "10x"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^error: --sizes expects integers like 10000 or 100k, got "10x"\n/);
+  assert.equal(bad.stdout, "");
 });
