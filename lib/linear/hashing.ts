@@ -33,7 +33,8 @@ const FNV_PRIME = 0x01000193;
 const NGRAM_MULTIPLIER = 116049371;
 
 /** murmur3's 32-bit finaliser: spreads the combined bigram hash over all bits before the modulo. */
-function fmix32(value: number): number {
+/** MurmurHash3's 32-bit finaliser: spreads nearby integers over the whole range. */
+export function fmix32(value: number): number {
   let h = value | 0;
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);

@@ -21,6 +21,7 @@
 import { PipelineError } from "../errors.ts";
 import { FeatureBuffer, featuresOfBytes, type HashingConfig } from "./hashing.ts";
 import { LinearModel, SeededRandom } from "./model.ts";
+import { fmix32 } from "./hashing.ts";
 
 /** Training parameters of the linear model. */
 export interface LinearParams {
@@ -112,16 +113,6 @@ export interface HoldoutSplit {
   fraction: number;
   /** Seed of the split; the same seed holds out the same reviews. */
   seed: number;
-}
-
-function fmix32(value: number): number {
-  let h = value | 0;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /**
