@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { TextReader, Uint8ArrayWriter, ZipWriter } from "@zip.js/zip.js";
 import {
   downloadName,
   ingest,
@@ -11,8 +10,7 @@ import {
 } from "./ingest.ts";
 import { PipelineError } from "./errors.ts";
 import { createLogger } from "./log.ts";
-
-const SCRATCH = join(import.meta.dirname!, "..", ".tmp-test");
+import { buildZip, goodRows, readLines, scratchDir as scratchFolder } from "./_testing.ts";
 
 interface Dir extends AsyncDisposable {
   path: string;
@@ -22,16 +20,15 @@ interface Dir extends AsyncDisposable {
 }
 
 async function scratchDir(): Promise<Dir> {
-  await Deno.mkdir(SCRATCH, { recursive: true });
-  const path = await Deno.makeTempDir({ dir: SCRATCH, prefix: "ingest-" });
-  const external = join(path, "external");
+  const dir = await scratchFolder("ingest-");
+  const external = join(dir.path, "external");
   await Deno.mkdir(external);
   return {
-    path,
-    raw: join(path, "raw"),
-    downloads: join(path, "downloads"),
+    path: dir.path,
+    raw: join(dir.path, "raw"),
+    downloads: join(dir.path, "downloads"),
     external,
-    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }),
+    [Symbol.asyncDispose]: () => dir[Symbol.asyncDispose](),
   };
 }
 
@@ -49,26 +46,6 @@ function options(dir: Dir, source: IngestSource, extra: Partial<IngestOptions> =
     lines,
     ...extra,
   };
-}
-
-async function buildZip(files: Record<string, string>, level = 6): Promise<Uint8Array<ArrayBuffer>> {
-  const writer = new ZipWriter(new Uint8ArrayWriter(), { useWebWorkers: false });
-  for (const [name, text] of Object.entries(files)) await writer.add(name, new TextReader(text), { level });
-  // Copied into a plain ArrayBuffer, which is what `new Response(body)` accepts.
-  return new Uint8Array(await writer.close());
-}
-
-function goodRows(count: number, offset = 0): string {
-  let text = "";
-  for (let i = offset; i < offset + count; i++) {
-    text += `"${1 + (i % 2)}","Title ${i}","Text of review ${i}"\n`;
-  }
-  return text;
-}
-
-async function lines(path: string): Promise<string[]> {
-  const text = await Deno.readTextFile(path);
-  return text.split("\n").slice(0, -1);
 }
 
 const SAMPLE: IngestSource = { kind: "sample", rows: 300, testRows: 120, seed: 7 };
@@ -102,12 +79,12 @@ Deno.test("ingest() writes sample rows deterministically with no test row repeat
   assert.equal(first.manifest.files.train.sha256, second.manifest.files.train.sha256);
   assert.equal(first.manifest.files.test.sha256, second.manifest.files.test.sha256);
   assert.deepEqual(first.manifest.source, { kind: "sample", rows: 300, testRows: 120, seed: 7 });
-  const train = new Set(await lines(join(a.raw, "train.csv")));
-  const test = await lines(join(a.raw, "test.csv"));
+  const train = new Set(await readLines(join(a.raw, "train.csv")));
+  const test = await readLines(join(a.raw, "test.csv"));
   assert.equal(train.size > 250, true, "generated train rows are mostly distinct");
   assert.equal(test.length, 120);
   assert.equal(test.filter((line) => train.has(line)).length, 0);
-  assert.deepEqual(await lines(join(a.raw, "rejects.csv")), ["file,line,reason,raw"]);
+  assert.deepEqual(await readLines(join(a.raw, "rejects.csv")), ["file,line,reason,raw"]);
 });
 
 Deno.test("ingest() with another seed writes other rows", async () => {
@@ -149,11 +126,11 @@ Deno.test("ingest() of a folder rewrites rows canonically and lists every bad li
   assert.deepEqual([train.read, train.accepted, train.rejected], [5, 2, 3]);
   assert.equal(train.read, train.accepted + train.rejected);
   assert.equal(manifest.rejects.rows, 3);
-  assert.deepEqual(await lines(join(dir.raw, "train.csv")), [
+  assert.deepEqual(await readLines(join(dir.raw, "train.csv")), [
     '"2","Nice","Works well"',
     '"1","He said ""no""","Broke.\\nSent back."',
   ]);
-  assert.deepEqual(await lines(join(dir.raw, "rejects.csv")), [
+  assert.deepEqual(await readLines(join(dir.raw, "rejects.csv")), [
     "file,line,reason,raw",
     'train.csv,2,"label not 1 or 2 (got ""3"")","""3"",""Bad label"",""x"""',
     'train.csv,4,"unbalanced quotes","""1"",""open"',
@@ -172,7 +149,7 @@ Deno.test("ingest() of a zip honours --limit per file", async () => {
   assert.equal(manifest.files.train.accepted, 100);
   assert.equal(manifest.files.test.accepted, 100);
   assert.equal(manifest.limit, 100);
-  assert.equal((await lines(join(dir.raw, "train.csv"))).length, 100);
+  assert.equal((await readLines(join(dir.raw, "train.csv"))).length, 100);
 });
 
 Deno.test("ingest() of a zip with a CRC error leaves data/raw untouched and says so", async () => {

@@ -3,29 +3,11 @@ import { join } from "node:path";
 import { formatReviewLine } from "./csv.ts";
 import { PipelineError } from "./errors.ts";
 import { NO_TOKENS_REASON, preprocessFile, type PreprocessOptions, tokenizeChunk } from "./preprocess.ts";
-import {
-  formatProcessedLine,
-  type ProcessedRow,
-  readProcessed,
-  readProcessedMeta,
-} from "./processed_data.ts";
+import { formatProcessedLine, readProcessedMeta } from "./processed_data.ts";
 import type { Review } from "./review.ts";
 import { generateReviews } from "./sample_data.ts";
 import { tokenizeReview, tokenizerInfo } from "./text_features.ts";
-
-const SCRATCH = join(import.meta.dirname!, "..", ".tmp-test");
-
-async function scratch(): Promise<AsyncDisposable & { path: string }> {
-  await Deno.mkdir(SCRATCH, { recursive: true });
-  const path = await Deno.makeTempDir({ dir: SCRATCH, prefix: "preprocess-" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
-
-async function collect(path: string): Promise<ProcessedRow[]> {
-  const rows: ProcessedRow[] = [];
-  for await (const row of readProcessed(path)) rows.push(row);
-  return rows;
-}
+import { collectProcessed, scratchDir } from "./_testing.ts";
 
 async function names(dir: string): Promise<string[]> {
   const found: string[] = [];
@@ -78,7 +60,7 @@ Deno.test("tokenizeChunk() formats tokenized reviews and lists those without tok
 });
 
 Deno.test("preprocessFile() writes every review's tokens in order and accounts for every line", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("preprocess-");
   const { csv, valid, badLines } = sampleCsv(1500);
   const opts = options(dir.path, { workers: 0 });
   await Deno.writeTextFile(opts.source, csv);
@@ -90,7 +72,7 @@ Deno.test("preprocessFile() writes every review's tokens in order and accounts f
   assert.equal(result.rejected, 3);
   assert.equal(result.read, result.rows + result.rejected);
 
-  const rows = await collect(opts.output);
+  const rows = await collectProcessed(opts.output);
   assert.deepEqual(
     rows,
     valid.map((review) => ({ polarity: review.polarity, tokens: tokenizeReview(review) })),
@@ -123,7 +105,7 @@ Deno.test("preprocessFile() writes every review's tokens in order and accounts f
 });
 
 Deno.test("preprocessFile() with workers writes exactly what the main thread writes", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("preprocess-");
   const { csv } = sampleCsv(2500, 9);
   const inline = options(dir.path, { workers: 0, output: join(dir.path, "inline", "test.tsv") });
   await Deno.writeTextFile(inline.source, csv);
@@ -139,7 +121,7 @@ Deno.test("preprocessFile() with workers writes exactly what the main thread wri
 });
 
 Deno.test("preprocessFile() skips an up-to-date output and rebuilds when anything changed", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("preprocess-");
   const opts = options(dir.path, { workers: 0 });
   await Deno.writeTextFile(opts.source, sampleCsv(300).csv);
   const first = await preprocessFile(opts);
@@ -174,7 +156,7 @@ Deno.test("preprocessFile() skips an up-to-date output and rebuilds when anythin
 });
 
 Deno.test("preprocessFile() on a missing source throws a PipelineError naming it", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("preprocess-");
   const opts = options(dir.path);
   await assert.rejects(
     () => preprocessFile(opts),
@@ -183,7 +165,7 @@ Deno.test("preprocessFile() on a missing source throws a PipelineError naming it
 });
 
 Deno.test("preprocessFile() aborted leaves the previous output and no partial files", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("preprocess-");
   const opts = options(dir.path, { workers: 2, chunkSize: 50 });
   await Deno.writeTextFile(opts.source, sampleCsv(3000).csv);
   await preprocessFile({ ...opts, workers: 0 });

@@ -15,21 +15,7 @@ import {
   readProcessedMeta,
 } from "./processed_data.ts";
 import { tokenizerInfo } from "./text_features.ts";
-
-const SCRATCH = join(import.meta.dirname!, "..", ".tmp-test");
-
-/** A scratch folder removed on dispose. */
-async function scratch(): Promise<AsyncDisposable & { path: string }> {
-  await Deno.mkdir(SCRATCH, { recursive: true });
-  const path = await Deno.makeTempDir({ dir: SCRATCH, prefix: "processed-" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
-
-async function collect(path: string, options = {}): Promise<ProcessedRow[]> {
-  const rows: ProcessedRow[] = [];
-  for await (const row of readProcessed(path, options)) rows.push(row);
-  return rows;
-}
+import { collectProcessed, SCRATCH_ROOT, scratchDir } from "./_testing.ts";
 
 const commitInfo = {
   source: "data/batches/train_batch_0.csv",
@@ -65,7 +51,7 @@ Deno.test("processedMetaPath() and processedRejectsPath() sit beside the .tsv", 
 });
 
 Deno.test("ProcessedWriter and readProcessed() round-trip rows across chunk boundaries", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("processed-");
   const path = join(dir.path, "train_batch_0.tsv");
   // Long multi-byte rows, so lines and UTF-8 sequences straddle the reader's 64 KB chunks.
   const rows: ProcessedRow[] = Array.from({ length: 3000 }, (_, i) => ({
@@ -85,7 +71,7 @@ Deno.test("ProcessedWriter and readProcessed() round-trip rows across chunk boun
     assert.deepEqual(meta.labels, { "1": 1000, "2": 2000 });
     assert.equal(meta.read, meta.rows + meta.rejected);
   }
-  assert.deepEqual(await collect(path), rows);
+  assert.deepEqual(await collectProcessed(path), rows);
   const bytes = await Deno.readFile(path);
   assert.ok(bytes.length > 3 * (1 << 16), "spans several reader chunks");
 
@@ -99,7 +85,7 @@ Deno.test("ProcessedWriter and readProcessed() round-trip rows across chunk boun
 });
 
 Deno.test("ProcessedWriter.writeFormatted() counts labels of pre-formatted lines", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("processed-");
   const path = join(dir.path, "test.tsv");
   await using out = await ProcessedWriter.create(path);
   out.writeFormatted(formatProcessedLine(1, ["a"]) + formatProcessedLine(2, ["b", "c"]), { 1: 1, 2: 1 });
@@ -107,7 +93,7 @@ Deno.test("ProcessedWriter.writeFormatted() counts labels of pre-formatted lines
   const meta = await out.commit(commitInfo);
   assert.equal(meta.rows, 3);
   assert.deepEqual(meta.labels, { "1": 1, "2": 2 });
-  assert.deepEqual(await collect(path), [
+  assert.deepEqual(await collectProcessed(path), [
     { polarity: 1, tokens: ["a"] },
     { polarity: 2, tokens: ["b", "c"] },
     { polarity: 2, tokens: ["d"] },
@@ -115,7 +101,7 @@ Deno.test("ProcessedWriter.writeFormatted() counts labels of pre-formatted lines
 });
 
 Deno.test("ProcessedWriter disposed without commit leaves no file behind", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("processed-");
   const path = join(dir.path, "test.tsv");
   {
     await using out = await ProcessedWriter.create(path);
@@ -128,7 +114,7 @@ Deno.test("ProcessedWriter disposed without commit leaves no file behind", async
 
 Deno.test("readProcessed() on a missing file names it and the command that makes it", async () => {
   await assert.rejects(
-    () => collect("data/processed/train_batch_3.tsv.missing-for-test/train_batch_3.tsv"),
+    () => collectProcessed("data/processed/train_batch_3.tsv.missing-for-test/train_batch_3.tsv"),
     (error: unknown) => {
       assert.ok(error instanceof PipelineError);
       assert.match(error.message, /train_batch_3\.tsv not found; run "deno task preprocess_batch 3" first$/);
@@ -136,13 +122,13 @@ Deno.test("readProcessed() on a missing file names it and the command that makes
     },
   );
   await assert.rejects(
-    () => readProcessedMeta(join(SCRATCH, "nowhere", "test.tsv")),
+    () => readProcessedMeta(join(SCRATCH_ROOT, "nowhere", "test.tsv")),
     /test\.meta\.json not found; run "deno task preprocess_test" first/,
   );
 });
 
 Deno.test("readProcessed() rejects a malformed line with its number", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("processed-");
   const path = join(dir.path, "test.tsv");
   await Deno.writeTextFile(path, "2\ta b\n1\tc\n3\td\n");
   const seen: ProcessedRow[] = [];
@@ -151,27 +137,27 @@ Deno.test("readProcessed() rejects a malformed line with its number", async () =
   }, (error: unknown) => error instanceof PipelineError && /test\.tsv line 3 is not/.test(error.message));
   assert.equal(seen.length, 2);
   await Deno.writeTextFile(path, "2 a b\n");
-  await assert.rejects(() => collect(path), /line 1 is not/);
+  await assert.rejects(() => collectProcessed(path), /line 1 is not/);
 });
 
 Deno.test("readProcessed() refuses a file cut off in the middle of a line", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("processed-");
   const path = join(dir.path, "test.tsv");
   await Deno.writeTextFile(path, "2\ta b\n1\tc d");
-  await assert.rejects(() => collect(path), /ends in the middle of line 2 \(truncated\?\)/);
+  await assert.rejects(() => collectProcessed(path), /ends in the middle of line 2 \(truncated\?\)/);
 });
 
 Deno.test("readProcessed() stops when its signal is aborted", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("processed-");
   const path = join(dir.path, "test.tsv");
   await Deno.writeTextFile(path, "2\ta\n".repeat(10));
   const controller = new AbortController();
   controller.abort(new PipelineError("interrupted by SIGINT"));
-  await assert.rejects(() => collect(path, { signal: controller.signal }), /interrupted by SIGINT/);
+  await assert.rejects(() => collectProcessed(path, { signal: controller.signal }), /interrupted by SIGINT/);
 });
 
 Deno.test("readProcessedMeta() rejects a file that is not a processed meta", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("processed-");
   const path = join(dir.path, "train_batch_1.tsv");
   await Deno.writeTextFile(processedMetaPath(path), "{not json");
   await assert.rejects(
@@ -183,7 +169,7 @@ Deno.test("readProcessedMeta() rejects a file that is not a processed meta", asy
 });
 
 Deno.test("ProcessedWriter and readProcessed() round-trip any whitespace-free tokens", async () => {
-  await using dir = await scratch();
+  await using dir = await scratchDir("processed-");
   const path = join(dir.path, "test.tsv");
   const token = fc.string({ unit: "grapheme", minLength: 1, maxLength: 12 }).filter((t) => !/\s/.test(t));
   const row = fc.record({
@@ -196,7 +182,7 @@ Deno.test("ProcessedWriter and readProcessed() round-trip any whitespace-free to
       const out = await ProcessedWriter.create(path);
       for (const r of rows) out.write(r.polarity, r.tokens);
       await out.commit(commitInfo);
-      assert.deepEqual(await collect(path), rows);
+      assert.deepEqual(await collectProcessed(path), rows);
     }),
     { numRuns: 60 },
   );

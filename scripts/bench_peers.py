@@ -139,28 +139,15 @@ def max_rss_bytes(who=resource.RUSAGE_SELF):
     return resource.getrusage(who).ru_maxrss * 1024  # Linux reports KiB
 
 
-def sklearn_forest(args):
-    import numpy as np
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    terms_path = os.path.join(args.model_dir, "terms.txt")
-    if not os.path.exists(terms_path):
-        raise PeerError(f"{terms_path} not found; the bench's train step writes it")
-    with open(terms_path, encoding="utf-8") as handle:
-        terms = [line.rstrip("\n") for line in handle if line.strip()]
-    train_labels, train_docs, test_labels, test_docs = processed_split(args.root)
-
-    def analyze(doc):
-        # The project's terms: every token, then each adjacent pair joined by a space (lib/vectorizer.ts).
-        tokens = [token for token in doc.split(" ") if token]
-        return tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]
-
-    vectorizer = CountVectorizer(vocabulary=terms, binary=True, analyzer=analyze, dtype=np.float32)
+def fit_and_score(vectorizer, model, split, learn_vocabulary):
+    """A scikit-learn peer's result: times vectorizing the training docs (`fit_transform` when the vectorizer
+    learns its vocabulary from them, else `transform`), fitting `model`, and scoring the test docs.
+    `split` is (train labels, train docs, test labels, test docs)."""
+    train_labels, train_docs, test_labels, test_docs = split
+    vectorize_train = vectorizer.fit_transform if learn_vocabulary else vectorizer.transform
     started = time.perf_counter()
-    x_train = vectorizer.transform(train_docs)
+    x_train = vectorize_train(train_docs)
     vectorize_seconds = time.perf_counter() - started
-    model = RandomForestClassifier(n_estimators=args.trees, n_jobs=args.jobs, random_state=42)
     started = time.perf_counter()
     model.fit(x_train, train_labels)
     fit_seconds = time.perf_counter() - started
@@ -175,41 +162,45 @@ def sklearn_forest(args):
         "fit_seconds": fit_seconds,
         "train_seconds": vectorize_seconds + fit_seconds,
         "predict_seconds": predict_seconds,
-        "features": len(terms),
+        # A fixed vocabulary (the forest's terms) is vocabulary_ too once the vectorizer has transformed.
+        "features": len(vectorizer.vocabulary_),
         **scores(test_labels, probabilities.tolist()),
         "peak_rss_bytes": max_rss_bytes(),
     }
+
+
+def sklearn_forest(args):
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    terms_path = os.path.join(args.model_dir, "terms.txt")
+    if not os.path.exists(terms_path):
+        raise PeerError(f"{terms_path} not found; the bench's train step writes it")
+    with open(terms_path, encoding="utf-8") as handle:
+        terms = [line.rstrip("\n") for line in handle if line.strip()]
+    split = processed_split(args.root)
+
+    def analyze(doc):
+        # The project's terms: every token, then each adjacent pair joined by a space (lib/vectorizer.ts).
+        tokens = [token for token in doc.split(" ") if token]
+        return tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]
+
+    vectorizer = CountVectorizer(vocabulary=terms, binary=True, analyzer=analyze, dtype=np.float32)
+    model = RandomForestClassifier(n_estimators=args.trees, n_jobs=args.jobs, random_state=42)
+    # The vocabulary is the project's terms: the vectorizer only transforms.
+    return fit_and_score(vectorizer, model, split, learn_vocabulary=False)
 
 
 def tfidf_lr(args):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    train_labels, train_texts, test_labels, test_texts = raw_split(args.root)
+    split = raw_split(args.root)
     vectorizer = TfidfVectorizer(ngram_range=(1, 2))
-    started = time.perf_counter()
-    x_train = vectorizer.fit_transform(train_texts)
-    vectorize_seconds = time.perf_counter() - started
     # max_iter above the default 100 so lbfgs converges on millions of n-gram features.
     model = LogisticRegression(max_iter=1000)
-    started = time.perf_counter()
-    model.fit(x_train, train_labels)
-    fit_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    positive = list(model.classes_).index(2)
-    probabilities = model.predict_proba(vectorizer.transform(test_texts))[:, positive]
-    predict_seconds = time.perf_counter() - started
-    return {
-        "train_rows": len(train_labels),
-        "test_rows": len(test_labels),
-        "vectorize_seconds": vectorize_seconds,
-        "fit_seconds": fit_seconds,
-        "train_seconds": vectorize_seconds + fit_seconds,
-        "predict_seconds": predict_seconds,
-        "features": len(vectorizer.vocabulary_),
-        **scores(test_labels, probabilities.tolist()),
-        "peak_rss_bytes": max_rss_bytes(),
-    }
+    return fit_and_score(vectorizer, model, split, learn_vocabulary=True)
 
 
 _PUNCTUATION = re.compile(r"([.,!?()])")

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { TextReader, Uint8ArrayWriter, ZipWriter } from "@zip.js/zip.js";
 import { createProjectRoot, errorLines, type ProjectRoot, runTask, type StageRun } from "./_testing.ts";
+import { buildZip, goodRows, readLines } from "../lib/_testing.ts";
 
 /** Every Kaggle variable set explicitly, so a developer's own credentials never leak into a test. */
 const NO_KAGGLE = { KAGGLE_API_TOKEN: "", KAGGLE_USERNAME: "", KAGGLE_KEY: "", KAGGLE_API_BASE_URL: "" };
@@ -11,26 +11,8 @@ function ingestTask(root: ProjectRoot, args: string[], env: Record<string, strin
   return runTask(root, "ingest", args, { env: { ...NO_KAGGLE, ...env } });
 }
 
-async function buildZip(files: Record<string, string>, level = 6): Promise<Uint8Array<ArrayBuffer>> {
-  const writer = new ZipWriter(new Uint8ArrayWriter(), { useWebWorkers: false });
-  for (const [name, text] of Object.entries(files)) await writer.add(name, new TextReader(text), { level });
-  return new Uint8Array(await writer.close());
-}
-
-function goodRows(count: number, offset = 0): string {
-  let text = "";
-  for (let i = offset; i < offset + count; i++) {
-    text += `"${1 + (i % 2)}","Title ${i}","Text, of review ${i}"\n`;
-  }
-  return text;
-}
-
 /** 2 bad rows out of 6: a wrong label and a broken quote. */
 const TRAIN_WITH_BAD_ROWS = goodRows(2) + '"0","zero","label"\n' + goodRows(2, 2) + '"2","broken\n';
-
-async function lines(path: string): Promise<string[]> {
-  return (await Deno.readTextFile(path)).split("\n").slice(0, -1);
-}
 
 async function exists(path: string): Promise<boolean> {
   try {
@@ -112,8 +94,8 @@ Deno.test("ingest --source sample writes the requested rows in the Kaggle format
   );
   assert.equal(result.files.test.accepted, 100);
   assert.match(run.stderr, /train\.csv: read 400 = accepted 400 \+ rejected 0/);
-  const train = await lines(root.resolve("data/raw/train.csv"));
-  const test = await lines(root.resolve("data/raw/test.csv"));
+  const train = await readLines(root.resolve("data/raw/train.csv"));
+  const test = await readLines(root.resolve("data/raw/test.csv"));
   assert.equal(train.length, 400);
   assert.equal(test.length, 100);
   for (const line of [...train, ...test]) assert.match(line, ROW);
@@ -143,7 +125,7 @@ Deno.test("ingest defaults to sample without Kaggle credentials and says why", a
   const run = await ingestTask(root, ["--rows", "50", "--test-rows", "10"]);
   assert.equal(run.code, 0, run.stderr);
   assert.match(run.stderr, /\[ingest\] source: sample \(no Kaggle credentials; set KAGGLE_API_TOKEN/);
-  assert.equal((await lines(root.resolve("data/raw/train.csv"))).length, 50);
+  assert.equal((await readLines(root.resolve("data/raw/train.csv"))).length, 50);
 
   // Half a Kaggle key pair: an error when Kaggle would be the default, ignored for an explicit sample.
   const half = await ingestTask(root, ["--rows", "50"], { KAGGLE_USERNAME: "alice" });
@@ -155,7 +137,7 @@ Deno.test("ingest defaults to sample without Kaggle credentials and says why", a
     KAGGLE_USERNAME: "alice",
   });
   assert.equal(explicit.code, 0, explicit.stderr);
-  assert.equal((await lines(root.resolve("data/raw/train.csv"))).length, 60);
+  assert.equal((await readLines(root.resolve("data/raw/train.csv"))).length, 60);
 });
 
 Deno.test("ingest of a folder under data/external lists bad rows in rejects.csv", async () => {
@@ -173,12 +155,12 @@ Deno.test("ingest of a folder under data/external lists bad rows in rejects.csv"
   assert.deepEqual([files.test.read, files.test.accepted, files.test.rejected], [3, 3, 0]);
   assert.equal(rejects, 2);
   assert.match(run.stderr, /train\.csv: read 6 = accepted 4 \+ rejected 2/);
-  assert.deepEqual(await lines(root.resolve("data/raw/rejects.csv")), [
+  assert.deepEqual(await readLines(root.resolve("data/raw/rejects.csv")), [
     "file,line,reason,raw",
     'train.csv,3,"label not 1 or 2 (got ""0"")","""0"",""zero"",""label"""',
     'train.csv,6,"unbalanced quotes","""2"",""broken"',
   ]);
-  const train = await lines(root.resolve("data/raw/train.csv"));
+  const train = await readLines(root.resolve("data/raw/train.csv"));
   assert.equal(train.length, 4);
   for (const line of train) assert.match(line, ROW);
 });
@@ -197,14 +179,14 @@ Deno.test("ingest of a .zip under data/external takes train/test one folder down
   assert.equal(run.code, 0, run.stderr);
   const { files } = JSON.parse(run.stdout);
   assert.deepEqual([files.train.read, files.train.accepted, files.train.rejected], [106, 104, 2]);
-  assert.equal((await lines(root.resolve("data/raw/rejects.csv"))).length, 3);
+  assert.equal((await readLines(root.resolve("data/raw/rejects.csv"))).length, 3);
 
   const limited = await ingestTask(root, ["--source", "data/external/reviews.zip", "--limit", "3", "--json"]);
   assert.equal(limited.code, 0, limited.stderr);
   const counts = JSON.parse(limited.stdout).files;
   assert.deepEqual([counts.train.read, counts.train.accepted, counts.train.rejected], [4, 3, 1]);
   assert.equal(counts.test.accepted, 3);
-  assert.equal((await lines(root.resolve("data/raw/train.csv"))).length, 3);
+  assert.equal((await readLines(root.resolve("data/raw/train.csv"))).length, 3);
 });
 
 Deno.test("ingest of a zip with a CRC error leaves no train.csv and says the archive is corrupt", async () => {

@@ -21,17 +21,17 @@
  */
 import { join } from "node:path";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { PREPROCESS_HELP, PREPROCESS_OPTIONS, preprocessStage, workersFlag } from "./_preprocess_cli.ts";
 import { batchFileName, MANIFEST_FILE, readManifest } from "../lib/batches.ts";
 import { PipelineError, UsageError } from "../lib/errors.ts";
 import { parseIntegerFlag } from "../lib/flags.ts";
-import { preprocessFile } from "../lib/preprocess.ts";
 
 /** Folder of the training batches written by `split_batches`. */
 export const BATCHES_DIR = "data/batches";
 /** Folder of the processed files. */
 export const PROCESSED_DIR = "data/processed";
 
-const USAGE = `Usage: deno task preprocess_batch N [--force] [--workers N] [--json] [--help]
+const USAGE = `Usage: deno task preprocess_batch N ${PREPROCESS_HELP.flags}
        deno task preprocess_batch --batch N [...]
 
 Tokenizes ${BATCHES_DIR}/train_batch_N.csv into ${PROCESSED_DIR}/train_batch_N.tsv, one line
@@ -41,13 +41,7 @@ Skips the work when the batch and the tokenizer are unchanged since the last run
 
 Options:
   N, --batch N     Batch number (0, 1, 2, ...), as written by split_batches
-  --force          Rebuild even when the output is up to date
-  --workers N      Tokenizer threads besides the main thread, which helps when they are
-                   busy; 0 tokenizes on the main thread only (default: 0 for inputs under
-                   2 MB, else one less than the CPU cores, at least 1)
-  --json           Print {output, rows, rejected, skipped, seconds, ...} as JSON on stdout
-  -h, --help       Show this help
-`;
+${PREPROCESS_HELP.options}`;
 
 /** Command line of the stage. */
 export const spec: StageSpec = {
@@ -55,8 +49,7 @@ export const spec: StageSpec = {
   usage: USAGE,
   options: {
     batch: { type: "string" },
-    force: { type: "boolean" },
-    workers: { type: "string" },
+    ...PREPROCESS_OPTIONS,
   },
   allowPositionals: true,
 };
@@ -96,9 +89,7 @@ export async function availableBatches(dir: string): Promise<number[]> {
 /** Tokenizes one batch; see the module doc. */
 export async function main(ctx: StageContext): Promise<StageResult> {
   const batch = batchNumber(ctx);
-  const workers = typeof ctx.values.workers === "string"
-    ? parseIntegerFlag("--workers", ctx.values.workers, { min: 0, max: 64 })
-    : undefined;
+  const workers = workersFlag(ctx);
   const source = join(BATCHES_DIR, batchFileName(batch));
   const available = await availableBatches(BATCHES_DIR);
   if (!available.includes(batch)) {
@@ -121,35 +112,13 @@ export async function main(ctx: StageContext): Promise<StageResult> {
         `rerun "deno task split_batches --force"`,
     );
   }
-  const result = await preprocessFile({
+  return await preprocessStage(ctx, {
+    batch,
     source,
-    ...(entry ? { expectedSha256: entry.sha256 } : {}),
+    expectedSha256: entry?.sha256,
     output: join(PROCESSED_DIR, `train_batch_${batch}.tsv`),
-    force: ctx.values.force === true,
     workers,
-    signal: ctx.signal,
-    log: ctx.log,
   });
-  return {
-    json: {
-      batch,
-      output: result.output,
-      rows: result.rows,
-      rejected: result.rejected,
-      skipped: result.skipped,
-      seconds: Number(result.seconds.toFixed(3)),
-      read: result.read,
-      meta: result.meta,
-      rejects: result.rejects,
-      source,
-      sourceSha256: result.sourceSha256,
-    },
-    text: result.skipped
-      ? `${result.output} is up to date: ${result.rows} rows, ${result.rejected} rejected`
-      : `wrote ${result.output}: ${result.rows} rows, ${result.rejected} rejected in ${
-        result.seconds.toFixed(1)
-      } s`,
-  };
 }
 
 if (import.meta.main) await runStage(spec, Deno.args, main);

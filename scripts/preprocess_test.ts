@@ -19,16 +19,15 @@
  * @module
  */
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { PREPROCESS_HELP, PREPROCESS_OPTIONS, preprocessStage, workersFlag } from "./_preprocess_cli.ts";
 import { PipelineError } from "../lib/errors.ts";
-import { parseIntegerFlag } from "../lib/flags.ts";
-import { preprocessFile } from "../lib/preprocess.ts";
 
 /** The test CSV written by `ingest`. */
 export const INPUT = "data/raw/test.csv";
 /** The processed test set. */
 export const OUTPUT = "data/processed/test.tsv";
 
-const USAGE = `Usage: deno task preprocess_test [--force] [--workers N] [--json] [--help]
+const USAGE = `Usage: deno task preprocess_test ${PREPROCESS_HELP.flags}
 
 Tokenizes ${INPUT} into ${OUTPUT}, one line "<polarity><TAB><tokens>" per review, plus
 data/processed/test.meta.json (source SHA-256, row counts, tokenizer version) and
@@ -36,29 +35,18 @@ data/processed/test.rejects.csv (lines that gave no row, with line number and re
 Skips the work when the test set and the tokenizer are unchanged since the last run.
 
 Options:
-  --force          Rebuild even when the output is up to date
-  --workers N      Tokenizer threads besides the main thread, which helps when they are
-                   busy; 0 tokenizes on the main thread only (default: 0 for inputs under
-                   2 MB, else one less than the CPU cores, at least 1)
-  --json           Print {output, rows, rejected, skipped, seconds, ...} as JSON on stdout
-  -h, --help       Show this help
-`;
+${PREPROCESS_HELP.options}`;
 
 /** Command line of the stage. */
 export const spec: StageSpec = {
   name: "preprocess_test",
   usage: USAGE,
-  options: {
-    force: { type: "boolean" },
-    workers: { type: "string" },
-  },
+  options: PREPROCESS_OPTIONS,
 };
 
 /** Tokenizes the test set; see the module doc. */
 export async function main(ctx: StageContext): Promise<StageResult> {
-  const workers = typeof ctx.values.workers === "string"
-    ? parseIntegerFlag("--workers", ctx.values.workers, { min: 0, max: 64 })
-    : undefined;
+  const workers = workersFlag(ctx);
   try {
     await Deno.stat(INPUT);
   } catch (error) {
@@ -68,33 +56,7 @@ export async function main(ctx: StageContext): Promise<StageResult> {
     throw error;
   }
 
-  const result = await preprocessFile({
-    source: INPUT,
-    output: OUTPUT,
-    force: ctx.values.force === true,
-    workers,
-    signal: ctx.signal,
-    log: ctx.log,
-  });
-  return {
-    json: {
-      output: result.output,
-      rows: result.rows,
-      rejected: result.rejected,
-      skipped: result.skipped,
-      seconds: Number(result.seconds.toFixed(3)),
-      read: result.read,
-      meta: result.meta,
-      rejects: result.rejects,
-      source: INPUT,
-      sourceSha256: result.sourceSha256,
-    },
-    text: result.skipped
-      ? `${result.output} is up to date: ${result.rows} rows, ${result.rejected} rejected`
-      : `wrote ${result.output}: ${result.rows} rows, ${result.rejected} rejected in ${
-        result.seconds.toFixed(1)
-      } s`,
-  };
+  return await preprocessStage(ctx, { source: INPUT, output: OUTPUT, workers });
 }
 
 if (import.meta.main) await runStage(spec, Deno.args, main);
