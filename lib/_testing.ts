@@ -15,6 +15,7 @@
 import { join } from "node:path";
 import { TextReader, Uint8ArrayWriter, ZipWriter } from "@zip.js/zip.js";
 import { type ProcessedRow, readProcessed, type ReadProcessedOptions } from "./processed_data.ts";
+import { TOKENIZER_VERSION, type TokenizerInfo } from "./text_features.ts";
 
 /** `.tmp-test/` at the project root, where {@linkcode scratchDir} makes its folders. */
 export const SCRATCH_ROOT: string = join(import.meta.dirname!, "..", ".tmp-test");
@@ -73,3 +74,17 @@ export async function collectProcessed(
   for await (const row of readProcessed(path, options)) rows.push(row);
   return rows;
 }
+
+/**
+ * The tokenizer info that models and processed files recorded before the lexicon and plain titles became
+ * the defaults: titles twice (`t:` and plain), no `lexicon` field. What an older champion carries.
+ */
+export const TOKENIZER_BEFORE_LEXICON: Readonly<TokenizerInfo> = Object.freeze({
+  version: TOKENIZER_VERSION,
+  lemmas: false,
+  negation: true,
+  negationWindow: 3,
+  title: "both",
+  maxWordLength: 40,
+  lemmatizer: null,
+});

@@ -11,7 +11,10 @@ import { SparseDatasetBuilder } from "./forest/sparse_dataset.ts";
 import { PipelineError } from "./errors.ts";
 import { type BinaryMetrics, MetricsAccumulator, type RocPoint } from "./metrics.ts";
 import type { SentimentModel } from "./model_artifact.ts";
-import { type ProcessedMeta, readProcessed, readProcessedMeta } from "./processed_data.ts";
+import { type ProcessedMeta, type ProcessedRow, readProcessed, readProcessedMeta } from "./processed_data.ts";
+import { fileStream, readReviews } from "./review_reader.ts";
+import { describeTokenizerDifference, sameTokenizer } from "./text_features.ts";
+import { createHash } from "node:crypto";
 import { createProgress, type ProgressOptions } from "./progress.ts";
 
 /** The processed test set, relative to the project root. */
@@ -44,7 +47,62 @@ export async function checkTestSet(path: string, tokenizerVersion?: string): Pro
   return meta;
 }
 
-/** Scores every review of a processed test set. */
+/**
+ * The test set's rows as the model's own tokenizer tokenises them: the processed file when it was made
+ * with the model's tokenizer settings, else the processed file's source CSV tokenised again. The second
+ * case is an older model (a champion trained before a tokenizer default changed) scored on the same
+ * reviews as a new one; the source must still be the bytes the processed file was made from.
+ *
+ * @throws {PipelineError} when the source is gone or changed, or yields other rows than the processed file.
+ */
+async function* testRows(
+  model: SentimentModel,
+  path: string,
+  meta: ProcessedMeta,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<ProcessedRow> {
+  if (sameTokenizer(meta.tokenizer, model.manifest.tokenizer)) {
+    yield* readProcessed(path, signal ? { signal } : {});
+    return;
+  }
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(meta.source);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new PipelineError(
+      `${path} was tokenised with other settings than the model's (${
+        describeTokenizerDifference(meta.tokenizer, model.manifest.tokenizer)
+      }) and its source ${meta.source} is gone to tokenise again; restore it`,
+      { cause: error },
+    );
+  }
+  const hash = createHash("sha256");
+  let rows = 0;
+  try {
+    const source = fileStream(file, { onChunk: (chunk) => hash.update(chunk) });
+    for await (const { review } of readReviews(source, signal ? { signal } : {})) {
+      const tokens = model.tokenizer.tokenizeReview(review);
+      // The preprocess stage drops reviews without tokens; so must this, to score the same rows.
+      if (tokens.length === 0) continue;
+      rows++;
+      yield { polarity: review.polarity, tokens };
+    }
+  } finally {
+    file.close();
+  }
+  if (hash.digest("hex") !== meta.sourceSha256 || rows !== meta.rows) {
+    throw new PipelineError(
+      `${meta.source} changed since ${path} was made from it (${rows} reviews now, ${meta.rows} then); ` +
+        `rerun "deno task preprocess_test"`,
+    );
+  }
+}
+
+/**
+ * Scores every review of a processed test set. A model trained with other tokenizer settings than the
+ * test set's is scored on the set's source CSV, tokenised its own way (see `testRows`).
+ */
 export async function evaluateModel(
   model: SentimentModel,
   path: string,
@@ -54,13 +112,12 @@ export async function evaluateModel(
   const started = performance.now();
   const accumulator = new MetricsAccumulator();
   const progress = createProgress("evaluate", { total: meta.rows, unit: "reviews", mode: options.progress });
-  const readOptions = options.signal ? { signal: options.signal } : {};
   if (model.engine instanceof Forest && model.vectorizer) {
     // A deep forest costs ~100-300 ns per tree per review: score in workers on every core. Only the
     // feature ids are held (about 4 bytes per distinct term per review), never the text.
     const rows = new SparseDatasetBuilder(model.vectorizer.size);
     const labels: boolean[] = [];
-    for await (const row of readProcessed(path, readOptions)) {
+    for await (const row of testRows(model, path, meta, options.signal)) {
       rows.addRow(model.vectorizer.transform(row.tokens), row.polarity === 2 ? 1 : 0);
       labels.push(row.polarity === 2);
     }
@@ -70,7 +127,7 @@ export async function evaluateModel(
     });
     for (let i = 0; i < labels.length; i++) accumulator.add(labels[i]!, probabilities[i]!);
   } else {
-    for await (const row of readProcessed(path, readOptions)) {
+    for await (const row of testRows(model, path, meta, options.signal)) {
       accumulator.add(row.polarity === 2, model.predictTokens(row.tokens).positiveProbability);
       progress.update(accumulator.count);
     }

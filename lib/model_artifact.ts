@@ -24,7 +24,13 @@
 import { createHash } from "node:crypto";
 import { PipelineError } from "./errors.ts";
 import { LABEL_MAP, type Polarity, type Review, type SentimentLabel } from "./review.ts";
-import { TOKENIZER_VERSION, tokenizeReview, tokenizerInfo } from "./text_features.ts";
+import {
+  createTokenizerFromInfo,
+  type Tokenizer,
+  TOKENIZER_VERSION,
+  type TokenizerInfo,
+  tokenizerInfo,
+} from "./text_features.ts";
 import { Vectorizer } from "./vectorizer.ts";
 
 /** Identifies our artifact layout in `model.json`. */
@@ -92,6 +98,8 @@ export interface SentimentModel {
   /** The vocabulary, for engines that score vocabulary ids; undefined for a {@linkcode TokenScoringEngine}. */
   vectorizer: Vectorizer | undefined;
   engine: ScoringEngine | TokenScoringEngine;
+  /** The tokenizer the model was trained with, rebuilt from its manifest. */
+  tokenizer: Tokenizer;
   /** Tokenises, vectorises and scores one review. */
   predict(review: Pick<Review, "title" | "text">): Prediction;
   /** Scores already-tokenised text (evaluate reads tokens from data/processed). */
@@ -113,6 +121,11 @@ export interface BuildModelOptions {
   /** The vocabulary; omitted for an engine that featurises tokens itself. */
   vectorizer?: Vectorizer;
   appVersion: string;
+  /**
+   * The tokenizer that made the training tokens, as recorded with them; the model is served with it.
+   * @default {this build's tokenizerInfo()}
+   */
+  tokenizer?: TokenizerInfo;
   runId?: string;
   training?: Record<string, unknown>;
 }
@@ -133,7 +146,7 @@ export function buildModelFiles(options: BuildModelOptions): Map<string, Uint8Ar
     created: new Date().toISOString(),
     app_version: options.appVersion,
     deno_version: Deno.version.deno,
-    tokenizer: tokenizerInfo() as ModelManifest["tokenizer"],
+    tokenizer: (options.tokenizer ?? tokenizerInfo()) as ModelManifest["tokenizer"],
     label_map: { "1": LABEL_MAP[1], "2": LABEL_MAP[2] },
     positive_polarity: 2,
     files: Object.fromEntries(
@@ -222,6 +235,17 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
       `model was trained with tokenizer ${manifest.tokenizer.version} but this build has ${TOKENIZER_VERSION}; retrain the model with this build`,
     );
   }
+  // The model's own recorded tokenizer, not the build's default: a default that changed after the model
+  // was trained must not change the features it is served.
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = createTokenizerFromInfo(manifest.tokenizer);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    throw new PipelineError(`model's tokenizer cannot be rebuilt by this build (${error.message}); retrain`, {
+      cause: error,
+    });
+  }
   const codec = codecs.find((candidate) => candidate.name === manifest.engine);
   if (!codec) {
     throw new PipelineError(
@@ -268,6 +292,7 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
     vectorizer,
     engine,
     predictTokens,
-    predict: (review) => predictTokens(tokenizeReview(review)),
+    tokenizer,
+    predict: (review) => predictTokens(tokenizer.tokenizeReview(review)),
   };
 }

@@ -33,7 +33,7 @@ import {
 import { createProgress } from "./progress.ts";
 import type { Polarity } from "./review.ts";
 import { fileStream, readReviews, type ReadStats, type RejectedRow } from "./review_reader.ts";
-import { tokenizeReview, tokenizerInfo } from "./text_features.ts";
+import { sameTokenizer, tokenizeReview, tokenizerInfo } from "./text_features.ts";
 
 /**
  * Reviews per chunk sent to a worker: big enough to amortise messaging (~15 ms of work each), small enough
@@ -260,11 +260,6 @@ async function sha256File(path: string): Promise<string> {
   return hash.digest("hex");
 }
 
-/** JSON with sorted keys, so two tokenizer infos compare equal regardless of key order. */
-function canonical(value: Record<string, unknown>): string {
-  return JSON.stringify(Object.keys(value).sort().map((key) => [key, value[key]]));
-}
-
 async function fileSize(path: string): Promise<number | undefined> {
   try {
     return (await Deno.stat(path)).size;
@@ -291,7 +286,7 @@ async function checkUpToDate(
     if (error instanceof PipelineError) return { reason: "unreadable meta file" };
     throw error;
   }
-  if (canonical(meta.tokenizer) !== canonical(tokenizerInfo())) return { reason: "tokenizer changed" };
+  if (!sameTokenizer(meta.tokenizer, tokenizerInfo())) return { reason: "tokenizer changed" };
   if ((await fileSize(output)) !== meta.output?.bytes) return { reason: "output missing or changed" };
   // Size first: a different size settles it without reading the whole source.
   if (meta.sourceBytes !== sourceBytes) return { reason: "source changed" };

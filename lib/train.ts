@@ -31,7 +31,7 @@ import { SparseDatasetBuilder } from "./forest/sparse_dataset.ts";
 import type { Forest } from "./forest/forest.ts";
 import { type ProcessedMeta, readProcessed, readProcessedMeta } from "./processed_data.ts";
 import { createProgress, type ProgressOptions } from "./progress.ts";
-import { TOKENIZER_VERSION } from "./text_features.ts";
+import { describeTokenizerDifference, sameTokenizer, tokenizerInfo } from "./text_features.ts";
 import {
   resolveVectorizerConfig,
   type Vectorizer,
@@ -98,10 +98,13 @@ export async function resolveTrainingBatches(
     }
     const path = join(dir, `train_batch_${index}.tsv`);
     const meta = await readProcessedMeta(path);
-    if (meta.tokenizer.version !== TOKENIZER_VERSION) {
+    // The model records this build's tokenizer, and is served with it: its training tokens must be that
+    // tokenizer's, setting for setting, not just of the same version.
+    if (!sameTokenizer(meta.tokenizer, tokenizerInfo())) {
       throw new PipelineError(
-        `${path} was tokenised by tokenizer ${meta.tokenizer.version}, this build has ${TOKENIZER_VERSION}; ` +
-          `rerun "deno task preprocess_batch ${index} --force"`,
+        `${path} was tokenised with other tokenizer settings than this build's (${
+          describeTokenizerDifference(meta.tokenizer, tokenizerInfo())
+        }); rerun "deno task preprocess_batch ${index}"`,
       );
     }
     batches.push({ index, path, meta });

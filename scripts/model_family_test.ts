@@ -6,6 +6,7 @@
 import { strict as assert } from "node:assert";
 import { MlflowClient } from "../lib/mlflow_client.ts";
 import { createProjectRoot, ok, type ProjectRoot, runTask, type StageRun } from "./_testing.ts";
+import { DEFAULT_LINEAR_PARAMS } from "../lib/linear/trainer.ts";
 
 const trackingUri = Deno.env.get("MLFLOW_TRACKING_URI") ?? "http://127.0.0.1:5501";
 const client = new MlflowClient({ trackingUri, retry: { retries: 1, baseDelayMs: 50 } });
@@ -65,11 +66,14 @@ Deno.test("linear family, warm start, search and promotion run end to end agains
       assert.equal(run.info.status, "FINISHED");
       assert.equal(run.data.params.engine, "hashed-linear");
       assert.equal(run.data.params.model_family, "linear");
-      assert.equal(run.data.params.epochs, "5");
+      assert.equal(run.data.params.epochs, String(DEFAULT_LINEAR_PARAMS.epochs));
       assert.equal(run.data.params.seed, "7");
       assert.equal(run.data.metrics.train_rows, 1600);
       const losses = await client.getMetricHistory(run.info.runId, "train_log_loss");
-      assert.deepEqual(losses.map((m) => m.step), [1, 2, 3, 4, 5]);
+      assert.deepEqual(
+        losses.map((m) => m.step),
+        Array.from({ length: DEFAULT_LINEAR_PARAMS.epochs }, (_, i) => i + 1),
+      );
       assert.ok(losses.at(-1)!.value < losses[0]!.value, "the training loss falls");
       const files = (await client.listArtifacts(run.info.artifactUri, "model")).map((f) => f.path).sort();
       assert.deepEqual(files, ["model/MLmodel", "model/engine.bin", "model/model.json"]);
@@ -152,8 +156,8 @@ Deno.test("linear family, warm start, search and promotion run end to end agains
     const run = await client.getRun(result.run_id as string);
     assert.equal(run.data.tags["warm_start.version"], "1");
     assert.equal(run.data.params.warm_start_from_version, "1");
-    // Version 1 saw 1600 reviews x 5 epochs; this run adds 800 x 2.
-    assert.equal(run.data.metrics.trained_examples_total, 1600 * 5 + 800 * 2);
+    // Version 1 saw 1600 reviews x the default epochs; this run adds 800 x 2.
+    assert.equal(run.data.metrics.trained_examples_total, 1600 * DEFAULT_LINEAR_PARAMS.epochs + 800 * 2);
     const conflict = await stage(root, "train", ["--batches", "1", "--warm-start-from", "1", "--dim", "20"]);
     assert.equal(conflict.code, 2, conflict.stderr);
     assert.match(

@@ -31,7 +31,7 @@ export interface LinearParams {
   buckets: number;
   /** 1 = words; 2 = words and adjacent word pairs. @default {2} */
   ngrams: 1 | 2;
-  /** Passes over the training files. @default {5} */
+  /** Passes over the training files. @default {10} */
   epochs: number;
   /** Initial learning rate, decayed linearly to 0. @default {0.25} */
   learningRate: number;
@@ -41,12 +41,18 @@ export interface LinearParams {
   shuffleRows: number;
 }
 
-/** The defaults of {@linkcode LinearParams}: fastText's settings for this dataset (Joulin et al. 2016, table 1). */
+/**
+ * The defaults of {@linkcode LinearParams}: fastText's settings for this dataset (Joulin et al. 2016,
+ * table 1), except twice its 5 epochs. On the 18,752 real development reviews 10 epochs scored 89.2%
+ * against 88.7% for 5 (80/20 split, 3 seeds) and 85.3% against 84.8% leave-one-source-out, and 20 no
+ * better (`deno task feature_study`); on millions of reviews the extra passes cost time (2.4 s per epoch per
+ * million reviews), not accuracy.
+ */
 export const DEFAULT_LINEAR_PARAMS: Readonly<LinearParams> = Object.freeze({
   dim: 10,
   buckets: 2_097_152,
   ngrams: 2,
-  epochs: 5,
+  epochs: 10,
   learningRate: 0.25,
   seed: 42,
   shuffleRows: 100_000,
