@@ -84,7 +84,7 @@ export type WorkerResponse = { id: number; result: TokenizedChunk } | { id: numb
  * ```ts
  * import { tokenizeChunk } from "./preprocess.ts";
  * tokenizeChunk({ polarities: [2, 1], titles: ["Great", ""], texts: ["Works", "..."] });
- * // { lines: "2\tt:great great works\n", labels: { 1: 0, 2: 1 }, empty: [1] }
+ * // { lines: "2\tgreat works _lexpos_\n", labels: { 1: 0, 2: 1 }, empty: [1] }
  * ```
  */
 export function tokenizeChunk(chunk: ReviewChunk): TokenizedChunk {
