@@ -3,7 +3,8 @@
  *
  * A stage writes to `<path>.partial` and renames it to `<path>` only once everything was written and
  * flushed to disk, so the next stage never reads a half-written file, and a killed stage leaves at most a
- * `.partial` file that the next run overwrites.
+ * `.partial` file that the next run overwrites. {@linkcode exists} tells whether such a file (or any
+ * path) is there.
  *
  * @module
  */
@@ -116,4 +117,24 @@ export class AtomicTextWriter implements AsyncDisposable {
 export async function writeFileAtomic(path: string, text: string): Promise<void> {
   await Deno.writeTextFile(path + PARTIAL_SUFFIX, text);
   await Deno.rename(path + PARTIAL_SUFFIX, path);
+}
+
+/**
+ * Whether `path` exists (a file, a folder, or a link to one): `false` only when it is not found; any
+ * other failure to look (no permission, a file where a folder was expected) is thrown.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { exists } from "./atomic_file.ts";
+ * if (!(await exists("/usr/bin/fasttext"))) console.warn("fastText is not installed");
+ * ```
+ */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
 }

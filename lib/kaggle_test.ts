@@ -16,14 +16,7 @@ import {
   resolveKaggleCredentials,
 } from "./kaggle.ts";
 import { PipelineError, UsageError } from "./errors.ts";
-
-const SCRATCH = join(import.meta.dirname!, "..", ".tmp-test");
-
-async function scratchDir(): Promise<AsyncDisposable & { path: string }> {
-  await Deno.mkdir(SCRATCH, { recursive: true });
-  const path = await Deno.makeTempDir({ dir: SCRATCH, prefix: "kaggle-" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
+import { scratchDir } from "./_testing.ts";
 
 interface Seen {
   url: string;
@@ -140,7 +133,7 @@ Deno.test("parseContentRange() and googMd5() read the headers a resumed GCS down
 });
 
 Deno.test("downloadKaggleFile() sends auth to the API only, follows its 302 by hand and verifies MD5", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("kaggle-");
   const md5 = createHash("md5").update(PAYLOAD).digest("base64");
   const { fetch, seen } = fakeFetch((url) => {
     if (url.origin === API) {
@@ -177,7 +170,7 @@ Deno.test("downloadKaggleFile() sends auth to the API only, follows its 302 by h
 });
 
 Deno.test("downloadFile() keeps auth on a same-origin redirect and resolves a relative Location", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("kaggle-");
   const { fetch, seen } = fakeFetch((url) => {
     if (url.pathname === "/start") {
       return new Response(null, { status: 301, headers: { location: "/moved" } });
@@ -199,7 +192,7 @@ Deno.test("downloadFile() keeps auth on a same-origin redirect and resolves a re
 });
 
 Deno.test("downloadKaggleFile() turns 401 into a credentials error that never shows the key", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("kaggle-");
   const { fetch } = fakeFetch(() => new Response("Unauthorized", { status: 401 }));
   await assert.rejects(
     downloadKaggleFile({
@@ -226,7 +219,7 @@ Deno.test("downloadKaggleFile() turns 401 into a credentials error that never sh
 });
 
 Deno.test("downloadKaggleFile() maps 404 to not found and a storage 403 to an expired signed URL", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("kaggle-");
   const base = { apiBase: new URL(API), dataset: "o/s", file: "nope.csv", credentials: CREDENTIALS };
   const notFound = fakeFetch(() => new Response("", { status: 404 }));
   await assert.rejects(
@@ -245,7 +238,7 @@ Deno.test("downloadKaggleFile() maps 404 to not found and a storage 403 to an ex
 });
 
 Deno.test("downloadFile() names the host when the network fails", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("kaggle-");
   const fetchImpl = (() => Promise.reject(new TypeError("dns error: failed to lookup"))) as typeof fetch;
   await assert.rejects(
     downloadFile({
@@ -277,7 +270,7 @@ Deno.test("checkNetPermission() says which INGEST_ALLOW_NET grant covers every h
 });
 
 Deno.test("downloadFile() keeps a cut download and resumes it with Range + If-Range", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("kaggle-");
   const dest = join(dir.path, "train.csv.zip");
   const half = 1234;
   const headers = { "accept-ranges": "bytes", etag: '"v1"', "content-length": String(PAYLOAD.length) };
@@ -330,7 +323,7 @@ Deno.test("downloadFile() keeps a cut download and resumes it with Range + If-Ra
 });
 
 Deno.test("downloadFile() restarts cleanly when the server did not offer ranges or sends the whole file", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("kaggle-");
   const dest = join(dir.path, "t.zip");
   const length = { "content-length": String(PAYLOAD.length) };
   const first = fakeFetch(() => new Response(cutBody(PAYLOAD.subarray(0, 100)), { headers: length }));
@@ -371,7 +364,7 @@ Deno.test("downloadFile() restarts cleanly when the server did not offer ranges 
 });
 
 Deno.test("downloadFile() never resumes a partial that belongs to another key", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("kaggle-");
   const dest = join(dir.path, "t.zip");
   const headers = { "accept-ranges": "bytes", etag: '"a"', "content-length": String(PAYLOAD.length) };
   const first = fakeFetch(() => new Response(cutBody(PAYLOAD.subarray(0, 100)), { headers }));
@@ -392,7 +385,7 @@ Deno.test("downloadFile() never resumes a partial that belongs to another key", 
 });
 
 Deno.test("downloadFile() removes a file whose MD5 does not match x-goog-hash", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("kaggle-");
   const dest = join(dir.path, "t.zip");
   const { fetch } = fakeFetch(() =>
     new Response(PAYLOAD, { headers: { "x-goog-hash": "md5=AAAAAAAAAAAAAAAAAAAAAA==" } })
@@ -406,7 +399,7 @@ Deno.test("downloadFile() removes a file whose MD5 does not match x-goog-hash", 
 });
 
 Deno.test("downloadFile() throws HttpStatusError with a redacted URL for other statuses", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("kaggle-");
   const { fetch } = fakeFetch(() => new Response("", { status: 500, statusText: "Internal Server Error" }));
   await assert.rejects(
     downloadFile({
@@ -423,7 +416,7 @@ Deno.test("downloadFile() throws HttpStatusError with a redacted URL for other s
 });
 
 Deno.test('downloadFile() reports the cause Deno hides behind "fetch failed"', async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("kaggle-");
   const failure = new TypeError("fetch failed", {
     cause: new Error(
       "error sending request for url (https://www.kaggle.com/x): client error (Connect): dns error: failed to lookup",

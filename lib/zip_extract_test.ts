@@ -3,14 +3,7 @@ import { join } from "node:path";
 import { TextReader, Uint8ArrayWriter, ZipWriter } from "@zip.js/zip.js";
 import { findDatasetEntry, isZipFile, ZipArchive, ZipExtractError } from "./zip_extract.ts";
 import { PipelineError } from "./errors.ts";
-
-const SCRATCH = join(import.meta.dirname!, "..", ".tmp-test");
-
-async function scratchDir(): Promise<AsyncDisposable & { path: string }> {
-  await Deno.mkdir(SCRATCH, { recursive: true });
-  const path = await Deno.makeTempDir({ dir: SCRATCH, prefix: "zip-" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
-}
+import { scratchDir } from "./_testing.ts";
 
 /** Builds a zip in memory; `level: 0` stores entries uncompressed so a test can flip a data byte. */
 async function buildZip(
@@ -55,7 +48,7 @@ Deno.test("findDatasetEntry() throws naming both paths when two folders hold the
 });
 
 Deno.test("isZipFile() tells a zip from a CSV by its signature", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("zip-");
   await Deno.writeFile(join(dir.path, "a.zip"), await buildZip({ "train.csv": csvRows(3) }));
   await Deno.writeTextFile(join(dir.path, "a.csv"), csvRows(3));
   await Deno.writeTextFile(join(dir.path, "tiny"), "PK");
@@ -65,7 +58,7 @@ Deno.test("isZipFile() tells a zip from a CSV by its signature", async () => {
 });
 
 Deno.test("ZipArchive.open() streams a nested deflated entry byte for byte", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("zip-");
   const train = csvRows(5000);
   const path = join(dir.path, "data.zip");
   await Deno.writeFile(
@@ -89,7 +82,7 @@ Deno.test("ZipArchive.open() streams a nested deflated entry byte for byte", asy
 });
 
 Deno.test("ZipArchive.open() extracts a zip64 entry", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("zip-");
   const path = join(dir.path, "z64.zip");
   await Deno.writeFile(path, await buildZip({ "test.csv": csvRows(100) }, { zip64: true }));
   await using zip = await ZipArchive.open(path);
@@ -99,7 +92,7 @@ Deno.test("ZipArchive.open() extracts a zip64 entry", async () => {
 });
 
 Deno.test("ZipArchive entry rejects with a CRC-32 ZipExtractError when a stored byte was flipped", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("zip-");
   const bytes = await buildZip({ "train.csv": csvRows(2000) }, { level: 0 });
   // Flip a byte in the middle of the stored data (after the ~40-byte local header), not in a header.
   bytes[Math.floor(bytes.length / 2)]! ^= 0x01;
@@ -121,7 +114,7 @@ Deno.test("ZipArchive entry rejects with a CRC-32 ZipExtractError when a stored 
 });
 
 Deno.test("ZipArchive entry rejects with a ZipExtractError when deflated data was damaged", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("zip-");
   const bytes = await buildZip({ "train.csv": csvRows(3000) });
   for (let i = 200; i < 260; i++) bytes[i]! ^= 0xff;
   const path = join(dir.path, "bad-deflate.zip");
@@ -134,7 +127,7 @@ Deno.test("ZipArchive entry rejects with a ZipExtractError when deflated data wa
 });
 
 Deno.test("ZipArchive.open() throws a ZipExtractError for a file that is not a zip", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("zip-");
   const path = join(dir.path, "not.zip");
   await Deno.writeTextFile(path, csvRows(50));
   await assert.rejects(
@@ -144,7 +137,7 @@ Deno.test("ZipArchive.open() throws a ZipExtractError for a file that is not a z
 });
 
 Deno.test("ZipArchive.open() throws a ZipExtractError for a truncated download", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("zip-");
   const bytes = await buildZip({ "train.csv": csvRows(2000) });
   const path = join(dir.path, "cut.zip");
   await Deno.writeFile(path, bytes.subarray(0, Math.floor(bytes.length / 2)));
@@ -152,7 +145,7 @@ Deno.test("ZipArchive.open() throws a ZipExtractError for a truncated download",
 });
 
 Deno.test("ZipArchive entry cancel() stops a long extraction and done resolves", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("zip-");
   const path = join(dir.path, "big.zip");
   await Deno.writeFile(path, await buildZip({ "train.csv": csvRows(200_000) }));
   await using zip = await ZipArchive.open(path);
@@ -166,7 +159,7 @@ Deno.test("ZipArchive entry cancel() stops a long extraction and done resolves",
 });
 
 Deno.test("ZipArchive.open() names the entry in the error for an unknown entry", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("zip-");
   const path = join(dir.path, "a.zip");
   await Deno.writeFile(path, await buildZip({ "train.csv": "x" }));
   await using zip = await ZipArchive.open(path);
@@ -175,7 +168,7 @@ Deno.test("ZipArchive.open() names the entry in the error for an unknown entry",
 });
 
 Deno.test("ZipArchive entry: a consumer cancelling the readable is an intended stop, not corruption", async () => {
-  await using dir = await scratchDir();
+  await using dir = await scratchDir("zip-");
   const path = join(dir.path, "big.zip");
   await Deno.writeFile(path, await buildZip({ "train.csv": csvRows(200_000) }));
   await using zip = await ZipArchive.open(path);

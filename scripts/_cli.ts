@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
+import { exists } from "../lib/atomic_file.ts";
 import { PipelineError, UsageError } from "../lib/errors.ts";
 import { createLogger, type Logger } from "../lib/log.ts";
 
@@ -88,6 +89,19 @@ export function readEnv<const K extends string>(names: readonly K[]): Partial<Re
     if (value !== undefined && value !== "") env[name] = value;
   }
   return env;
+}
+
+/**
+ * Checks that a file `ingest` writes (`data/raw/train.csv`, `data/raw/test.csv`) is there before a stage
+ * reads it, so that a missing one is an expected failure that says what to run.
+ *
+ * @param path The input, as the stage names it in its messages.
+ * @throws {PipelineError} `<path> not found; run \`deno task ingest\` (or make ingest) first`.
+ */
+export async function requireIngested(path: string): Promise<void> {
+  if (!(await exists(path))) {
+    throw new PipelineError(`${path} not found; run \`deno task ingest\` (or make ingest) first`);
+  }
 }
 
 const encoder = new TextEncoder();

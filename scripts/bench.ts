@@ -25,7 +25,7 @@
 import { cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { writeFileAtomic } from "../lib/atomic_file.ts";
+import { exists, writeFileAtomic } from "../lib/atomic_file.ts";
 import { PipelineError, UsageError } from "../lib/errors.ts";
 import { optionalIntegerFlag } from "../lib/flags.ts";
 import type { Logger } from "../lib/log.ts";
@@ -211,16 +211,6 @@ function resolveConfig(ctx: StageContext): BenchConfig {
 /** The 1-minute load average. */
 function loadAverage(): number {
   return Deno.loadavg()[0] ?? NaN;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 async function fileSize(path: string): Promise<number> {

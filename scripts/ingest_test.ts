@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createProjectRoot, errorLines, type ProjectRoot, runTask, type StageRun } from "./_testing.ts";
+import { exists } from "../lib/atomic_file.ts";
 import { buildZip, goodRows, readLines } from "../lib/_testing.ts";
 
 /** Every Kaggle variable set explicitly, so a developer's own credentials never leak into a test. */
@@ -13,16 +14,6 @@ function ingestTask(root: ProjectRoot, args: string[], env: Record<string, strin
 
 /** 2 bad rows out of 6: a wrong label and a broken quote. */
 const TRAIN_WITH_BAD_ROWS = goodRows(2) + '"0","zero","label"\n' + goodRows(2, 2) + '"2","broken\n';
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
 
 async function rawFiles(root: ProjectRoot): Promise<string[]> {
   if (!(await exists(root.resolve("data/raw")))) return [];

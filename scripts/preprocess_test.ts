@@ -18,9 +18,8 @@
  *
  * @module
  */
-import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { requireIngested, runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { PREPROCESS_HELP, PREPROCESS_OPTIONS, preprocessStage, workersFlag } from "./_preprocess_cli.ts";
-import { PipelineError } from "../lib/errors.ts";
 
 /** The test CSV written by `ingest`. */
 export const INPUT = "data/raw/test.csv";
@@ -47,14 +46,7 @@ export const spec: StageSpec = {
 /** Tokenizes the test set; see the module doc. */
 export async function main(ctx: StageContext): Promise<StageResult> {
   const workers = workersFlag(ctx);
-  try {
-    await Deno.stat(INPUT);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new PipelineError(`${INPUT} not found; run \`deno task ingest\` (or make ingest) first`);
-    }
-    throw error;
-  }
+  await requireIngested(INPUT);
 
   return await preprocessStage(ctx, { source: INPUT, output: OUTPUT, workers });
 }

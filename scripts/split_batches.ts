@@ -17,9 +17,9 @@
  *
  * @module
  */
-import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { requireIngested, runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { DEFAULT_BATCH_SIZE, splitBatches } from "../lib/batches.ts";
-import { PipelineError, UsageError } from "../lib/errors.ts";
+import { UsageError } from "../lib/errors.ts";
 import { optionalIntegerFlag, parseIntegerFlag } from "../lib/flags.ts";
 import { createProgress, type Progress } from "../lib/progress.ts";
 
@@ -73,14 +73,7 @@ export async function main(ctx: StageContext): Promise<StageResult> {
     ? optionalIntegerFlag("--batch-size", batchSizeFlag, DEFAULT_BATCH_SIZE, { min: 1 })
     : undefined;
 
-  try {
-    await Deno.stat(INPUT);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new PipelineError(`${INPUT} not found; run \`deno task ingest\` (or make ingest) first`);
-    }
-    throw error;
-  }
+  await requireIngested(INPUT);
 
   const started = performance.now();
   const progress: Partial<Record<"scan" | "split", Progress>> = {};
