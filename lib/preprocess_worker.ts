@@ -14,7 +14,7 @@ const scope = globalThis as unknown as {
 };
 
 scope.onmessage = (event) => {
-  const { id, chunk } = event.data;
+  const { id, chunk, finished } = event.data;
   let response: WorkerResponse;
   try {
     response = { id, result: tokenizeChunk(chunk) };
@@ -22,5 +22,7 @@ scope.onmessage = (event) => {
     // Sent back rather than thrown, so the pool can name the failing chunk in one line.
     response = { id, error: error instanceof Error ? error.message : String(error) };
   }
+  // Before the answer: the pool reads this counter to decide where the next chunk goes.
+  Atomics.add(finished, 0, 1);
   scope.postMessage(response);
 };
