@@ -34,6 +34,7 @@
  *
  * @module
  */
+import { DEFAULT_HEARTBEAT_MS, HEARTBEAT_TAG, startHeartbeat } from "./run_heartbeat.ts";
 import { PipelineError } from "./errors.ts";
 
 // ---------------------------------------------------------------------------------------------------
@@ -1721,6 +1722,11 @@ export interface WithRunOptions {
    * since a run whose end is never recorded stays `RUNNING`. @default {60000}
    */
   endTimeoutMs?: number;
+  /**
+   * How often the run's heartbeat tag is refreshed while `fn` works, so that a run left `RUNNING` by a
+   * killed process can be told from a live one (`lib/run_heartbeat.ts`). @default {DEFAULT_HEARTBEAT_MS}
+   */
+  heartbeatMs?: number;
 }
 
 /**
@@ -1749,12 +1755,17 @@ export async function withRun<T>(
   const run = await client.createRun({
     experimentId: options.experimentId,
     ...(options.runName !== undefined ? { runName: options.runName } : {}),
-    ...(options.tags ? { tags: options.tags } : {}),
+    tags: { ...options.tags, [HEARTBEAT_TAG]: new Date().toISOString() },
+  });
+  const heartbeat = startHeartbeat(client, run.info.runId, {
+    intervalMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    ...(options.log ? { log: options.log } : {}),
   });
   let result: T;
   try {
     result = await fn(run);
   } catch (error) {
+    await heartbeat.stop();
     const status: RunStatus = options.signal?.aborted ? "KILLED" : "FAILED";
     try {
       // A fresh signal: the stage's own one may be the reason we are here (Ctrl-C).
@@ -1768,6 +1779,7 @@ export async function withRun<T>(
     }
     throw error;
   }
+  await heartbeat.stop();
   await client.updateRun(run.info.runId, "FINISHED");
   return result;
 }

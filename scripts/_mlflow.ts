@@ -6,7 +6,8 @@
  * @module
  */
 import type { Logger } from "../lib/log.ts";
-import { MlflowClient } from "../lib/mlflow_client.ts";
+import { type Experiment, MlflowClient } from "../lib/mlflow_client.ts";
+import { reapAbandonedRuns } from "../lib/run_heartbeat.ts";
 import {
   checkMlflowNetGrant,
   MLFLOW_ENV_NAMES,
@@ -70,4 +71,35 @@ export async function connectMlflow(
       ...(env.GIT_COMMIT ? { "mlflow.source.git.commit": env.GIT_COMMIT } : {}),
     }),
   };
+}
+
+/**
+ * The configured experiment, created if missing, after marking `FAILED` the runs of it that a killed
+ * process left `RUNNING` (`lib/run_heartbeat.ts`). Failing to mark them only warns: it must not stop the
+ * stage (for example a server whose auth lets this user create runs but not end other users' runs).
+ *
+ * @param session The connected MLflow session.
+ * @param log Where to say which runs were marked.
+ * @param stage The stage doing it, recorded in the reason tag.
+ * @returns The experiment.
+ */
+export async function openExperiment(
+  session: MlflowSession,
+  log: Logger,
+  stage: string,
+): Promise<Experiment> {
+  const experiment = await session.client.getOrCreateExperiment(session.config.experimentName);
+  try {
+    const reaped = await reapAbandonedRuns(session.client, experiment.experimentId, { reapedBy: stage });
+    for (const run of reaped) {
+      log.warn(`marked MLflow run ${run.runId} (${run.runName}) FAILED: left RUNNING by a killed process`, {
+        last_heartbeat: run.lastHeartbeat,
+      });
+    }
+  } catch (error) {
+    log.warn("could not look for runs left RUNNING by a killed process", {
+      reason: error instanceof Error ? error.message : String(error),
+    });
+  }
+  return experiment;
 }

@@ -37,7 +37,7 @@ import {
   type PromotionPolicy,
 } from "../lib/promotion.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
-import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE } from "./_mlflow.ts";
+import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE, openExperiment } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";
 
 const USAGE = `Usage: deno task evaluate --model_version V [options]
@@ -125,7 +125,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
   // The test set must exist before anything is downloaded.
   await checkTestSet(TEST_SET_PATH);
   const mlflow = await connectMlflow({ modelName: values["model-name"] as string | undefined }, log, signal);
-  const { client, config, modelName } = mlflow;
+  const { client, modelName } = mlflow;
   const loaded = await loadRegisteredModel(client, modelName, versionSpec);
   const version = String(loaded.version.version);
   log.info(`evaluating ${modelName} version ${version}`, {
@@ -156,7 +156,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
     ? decidePromotion(version, metrics[policy.metric]!, champion, policy)
     : undefined;
 
-  const experiment = await client.getOrCreateExperiment(config.experimentName);
+  const experiment = await openExperiment(mlflow, log, "evaluate");
   const runId = await withRun(client, {
     experimentId: experiment.experimentId,
     runName: `evaluate-${modelName}-v${version}`,

@@ -249,4 +249,25 @@ Deno.test("linear family, warm start, search and promotion run end to end agains
     assert.equal(evaluate.code, 2);
     assert.match(evaluate.stderr, /--promotion-metric expects accuracy, f1, roc_auc, got "speed"/);
   });
+
+  await t.step("evaluate marks FAILED a run that a killed process left RUNNING", async () => {
+    // What a train killed with SIGKILL leaves: RUNNING, its last heartbeat 20 minutes old.
+    const experiment = (await client.getExperimentByName(experimentName))!;
+    const lastBeat = new Date(Date.now() - 20 * 60_000).toISOString();
+    const abandoned = await client.createRun({
+      experimentId: experiment.experimentId,
+      runName: "killed-train",
+      tags: { "pipeline.heartbeat": lastBeat, "pipeline.stage": "train" },
+    });
+    const run = ok(await stage(root, "evaluate", ["--model_version", "1", "--no-promote"]), "evaluate");
+    assert.match(
+      run.stderr,
+      new RegExp(
+        `marked MLflow run ${abandoned.info.runId} \\(killed-train\\) FAILED: left RUNNING by a killed process`,
+      ),
+    );
+    const marked = await client.getRun(abandoned.info.runId);
+    assert.equal(marked.info.status, "FAILED");
+    assert.match(marked.data.tags["pipeline.abandoned"]!, /marked FAILED by evaluate$/);
+  });
 });

@@ -59,7 +59,13 @@ import { TOKENIZER_VERSION } from "../lib/text_features.ts";
 import type { VectorizerConfig } from "../lib/vectorizer.ts";
 import { APP_VERSION } from "../lib/version.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
-import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE, type MlflowSession } from "./_mlflow.ts";
+import {
+  connectMlflow,
+  DEFAULT_MODEL_NAME,
+  MLFLOW_ENV_USAGE,
+  type MlflowSession,
+  openExperiment,
+} from "./_mlflow.ts";
 
 /**
  * Hash buckets of the linear model with `--full`: the 10M bins Joulin et al. (2016) used for bigrams on
@@ -294,7 +300,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
   // Cheap local checks and the MLflow health check come before any heavy work.
   const batches = await resolveTrainingBatches(requested);
   const mlflow = await connectMlflow({ modelName: values["model-name"] as string | undefined }, log, signal);
-  const experiment = await mlflow.client.getOrCreateExperiment(mlflow.config.experimentName);
+  const experiment = await openExperiment(mlflow, log, "train");
   log.info(`training a ${family} model on batches ${batches.map((b) => b.index).join(", ")}`, {
     reviews: batches.reduce((sum, b) => sum + b.meta.rows, 0),
     experiment: mlflow.config.experimentName,
