@@ -138,3 +138,25 @@ export async function exists(path: string): Promise<boolean> {
     throw error;
   }
 }
+
+/**
+ * The size of a file in bytes, or `undefined` when there is no file at `path`. Any other error (no
+ * permission, an I/O error) is thrown, not taken for "missing".
+ *
+ * @param path The file.
+ * @returns Its size, or `undefined` when it does not exist.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { fileSize } from "./atomic_file.ts";
+ * const partial = (await fileSize("data/raw/archive.zip.partial")) ?? 0; // bytes to resume from
+ * ```
+ */
+export async function fileSize(path: string): Promise<number | undefined> {
+  try {
+    return (await Deno.stat(path)).size;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+}

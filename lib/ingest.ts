@@ -16,7 +16,7 @@
  */
 import { createHash } from "node:crypto";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { AtomicTextWriter, type CommittedFile, writeFileAtomic } from "./atomic_file.ts";
+import { AtomicTextWriter, type CommittedFile, fileSize, writeFileAtomic } from "./atomic_file.ts";
 import { formatReviewLine, quoteCsvField } from "./csv.ts";
 import { PipelineError } from "./errors.ts";
 import {
@@ -200,15 +200,6 @@ async function readManifest(path: string): Promise<IngestManifest | undefined> {
   }
 }
 
-async function sizeOf(path: string): Promise<number | undefined> {
-  try {
-    return (await Deno.stat(path)).size;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
-}
-
 /**
  * Whether `rawDir` holds a complete ingest with this key: manifest present with the same key, and every
  * file it lists present with its recorded size (a cheap check that catches a half-copied or edited file
@@ -219,7 +210,7 @@ export async function isUpToDate(rawDir: string, key: string): Promise<IngestMan
   if (!manifest || manifest.key !== key) return undefined;
   const outputs = [manifest.files.train, manifest.files.test, manifest.rejects];
   for (const output of outputs) {
-    if ((await sizeOf(join(rawDir, output.file))) !== output.bytes) return undefined;
+    if ((await fileSize(join(rawDir, output.file))) !== output.bytes) return undefined;
   }
   return manifest;
 }

@@ -19,6 +19,7 @@
 import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import { PipelineError, UsageError } from "./errors.ts";
+import { fileSize } from "./atomic_file.ts";
 
 /** The dataset this project trains on. */
 export const KAGGLE_DATASET = "kritanjalijain/amazon-reviews";
@@ -274,15 +275,6 @@ async function readJson<T>(path: string): Promise<T | undefined> {
     return JSON.parse(await Deno.readTextFile(path)) as T;
   } catch (error) {
     if (error instanceof Deno.errors.NotFound || error instanceof SyntaxError) return undefined;
-    throw error;
-  }
-}
-
-async function fileSize(path: string): Promise<number | undefined> {
-  try {
-    return (await Deno.stat(path)).size;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
 }

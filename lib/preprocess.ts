@@ -18,7 +18,7 @@
  */
 import { createHash } from "node:crypto";
 import { basename, dirname } from "node:path";
-import { AtomicTextWriter } from "./atomic_file.ts";
+import { AtomicTextWriter, fileSize } from "./atomic_file.ts";
 import { quoteCsvField } from "./csv.ts";
 import { PipelineError } from "./errors.ts";
 import type { Logger } from "./log.ts";
@@ -274,15 +274,6 @@ async function sha256File(path: string): Promise<string> {
     hash.update(buffer.subarray(0, read));
   }
   return hash.digest("hex");
-}
-
-async function fileSize(path: string): Promise<number | undefined> {
-  try {
-    return (await Deno.stat(path)).size;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
 }
 
 /**
