@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { confusionMatrixChart, rocCurveChart } from "./charts.ts";
 import { Forest } from "./forest/forest.ts";
 import { predictInWorkers } from "./forest/parallel_predict.ts";
@@ -14,7 +15,6 @@ import type { SentimentModel } from "./model_artifact.ts";
 import { type ProcessedMeta, type ProcessedRow, readProcessed, readProcessedMeta } from "./processed_data.ts";
 import { fileStream, readReviews } from "./review_reader.ts";
 import { describeTokenizerDifference, sameTokenizer } from "./text_features.ts";
-import { createHash } from "node:crypto";
 import { createProgress, type ProgressOptions } from "./progress.ts";
 
 /** The processed test set, relative to the project root. */

