@@ -62,8 +62,18 @@ split (3 seeds) and leave-one-source-out (train on all CSV files but one, score 
   options: { data: { type: "string" } },
 };
 
-/** Tokenises every CSV of `dir` with `config` into `<out>/<source>.tsv`; returns one training file each. */
-async function prepare(dir: string, csvs: string[], config: Partial<TokenizerConfig>, out: string) {
+/**
+ * Tokenises every CSV of `dir` with `config` into `<out>/<source>.tsv`, dropping reviews without tokens as
+ * the preprocess stages do.
+ *
+ * @returns One training file per CSV, keyed by its position in `csvs`.
+ */
+export async function prepareSources(
+  dir: string,
+  csvs: readonly string[],
+  config: Partial<TokenizerConfig>,
+  out: string,
+): Promise<TrainingFile[]> {
   const tokenizer = createTokenizer(config);
   await Deno.mkdir(out, { recursive: true });
   const files: TrainingFile[] = [];
@@ -84,7 +94,25 @@ async function prepare(dir: string, csvs: string[], config: Partial<TokenizerCon
   return files;
 }
 
-async function measure(files: TrainingFile[], params: LinearParams, signal: AbortSignal) {
+/** Accuracy of one configuration on a random split and leaving each source out. */
+export interface StudyResult {
+  /** Mean accuracy over the random 80/20 splits. */
+  random: number;
+  /** Leave-one-source-out accuracy over all reviews (each source scored by the model trained without it). */
+  pooled: number;
+  /** Leave-one-source-out accuracy of each source, in the order of the files. */
+  perSource: number[];
+}
+
+/**
+ * Trains and scores the linear model on `files`: three random 80/20 splits, then once per file with that file
+ * held out.
+ */
+export async function measure(
+  files: readonly TrainingFile[],
+  params: LinearParams,
+  signal?: AbortSignal,
+): Promise<StudyResult> {
   let random = 0;
   for (const [i, seed] of SEEDS.entries()) {
     const holdout = { fraction: 0.2, seed };
@@ -100,8 +128,12 @@ async function measure(files: TrainingFile[], params: LinearParams, signal: Abor
   let correct = 0;
   let rows = 0;
   for (const held of files) {
-    const { model } = await trainLinear({ files: files.filter((file) => file !== held), params, signal });
-    const score = await scoreLinear(model, [held], { signal });
+    const { model } = await trainLinear({
+      files: files.filter((file) => file !== held),
+      params,
+      ...(signal ? { signal } : {}),
+    });
+    const score = await scoreLinear(model, [held], signal ? { signal } : {});
     perSource.push(score.accuracy);
     correct += score.accuracy * score.rows;
     rows += score.rows;
@@ -133,7 +165,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
     const key = JSON.stringify(variant.tokenizer);
     let files = prepared.get(key);
     if (!files) {
-      files = await prepare(dir, csvs, variant.tokenizer, join(OUT_DIR, String(prepared.size)));
+      files = await prepareSources(dir, csvs, variant.tokenizer, join(OUT_DIR, String(prepared.size)));
       prepared.set(key, files);
     }
     const params = resolveLinearParams(variant.params);
