@@ -9,6 +9,7 @@
  *   MLFLOW_TRACKING_URI (`make test` starts one) and are skipped without it;
  * - every command the Docker docs show is a make target or a compose call this file checks.
  */
+import { exists } from "../lib/atomic_file.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -505,10 +506,6 @@ async function createDockerHost(): Promise<DockerHost> {
     calls: () => Deno.readTextFileSync(log).split("\n").filter(Boolean),
     [Symbol.asyncDispose]: () => root[Symbol.asyncDispose](),
   };
-}
-
-async function exists(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
 }
 
 function assertOk(run: StageRun, what: string): void {

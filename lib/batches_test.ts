@@ -1,3 +1,4 @@
+import { scratchDir } from "./_testing.ts";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -14,19 +15,15 @@ import { formatReviewLine } from "./csv.ts";
 import { PipelineError } from "./errors.ts";
 import { generateReviews } from "./sample_data.ts";
 
-const TMP = join(import.meta.dirname!, "..", ".tmp-test");
-
 /** A scratch folder with `input.csv` and an output folder `out/`. */
 async function scratch(): Promise<{ dir: string; input: string; out: string } & AsyncDisposable> {
-  await Deno.mkdir(TMP, { recursive: true });
-  const dir = await Deno.makeTempDir({ dir: TMP, prefix: "batches-" });
+  const folder = await scratchDir("batches-");
+  const dir = folder.path;
   return {
     dir,
     input: join(dir, "input.csv"),
     out: join(dir, "out"),
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(dir, { recursive: true });
-    },
+    [Symbol.asyncDispose]: () => folder[Symbol.asyncDispose](),
   };
 }
 

@@ -5,6 +5,7 @@
  * @module
  */
 import { join } from "node:path";
+import { scratchDir } from "../_testing.ts";
 import { SeededRandom } from "./model.ts";
 import type { TrainingFile } from "./trainer.ts";
 
@@ -67,14 +68,6 @@ export async function writeToyBatches(
 }
 
 /** A temporary folder under `.tmp-test/` (the only place tests may write), removed on dispose. */
-export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
-  const base = join(import.meta.dirname!, "..", "..", ".tmp-test");
-  await Deno.mkdir(base, { recursive: true });
-  const path = await Deno.makeTempDir({ dir: base, prefix: "linear-" });
-  return {
-    path,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(path, { recursive: true }).catch(() => {});
-    },
-  };
+export function tempDir(): Promise<{ path: string } & AsyncDisposable> {
+  return scratchDir("linear-");
 }
