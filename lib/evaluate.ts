@@ -25,6 +25,11 @@ export interface Evaluation {
   metrics: BinaryMetrics;
   roc: RocPoint[];
   meta: ProcessedMeta;
+  /**
+   * Where the tokens came from: the processed test set, or its source CSV tokenised again because the
+   * model was trained with other tokenizer settings (see `evaluateModel`).
+   */
+  tokens: "processed" | "source";
   seconds: number;
   /** SVG documents by artifact name. */
   charts: Record<string, string>;
@@ -139,6 +144,7 @@ export async function evaluateModel(
     metrics,
     roc,
     meta,
+    tokens: sameTokenizer(meta.tokenizer, model.manifest.tokenizer) ? "processed" : "source",
     seconds: (performance.now() - started) / 1000,
     charts: {
       "confusion_matrix.svg": await confusionMatrixChart(metrics.confusion),

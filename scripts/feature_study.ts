@@ -14,6 +14,7 @@
  * @module
  */
 import { basename, join } from "node:path";
+import { AtomicTextWriter } from "../lib/atomic_file.ts";
 import { PipelineError } from "../lib/errors.ts";
 import {
   type LinearParams,
@@ -79,16 +80,16 @@ export async function prepareSources(
   const files: TrainingFile[] = [];
   for (const [key, name] of csvs.entries()) {
     using input = await Deno.open(join(dir, name));
-    const path = join(out, basename(name, ".csv") + ".tsv");
-    let text = "";
+    await using output = await AtomicTextWriter.create(join(out, basename(name, ".csv") + ".tsv"));
     let rows = 0;
     for await (const { review } of readReviews(fileStream(input))) {
       const tokens = tokenizer.tokenizeReview(review);
       if (tokens.length === 0) continue;
-      text += formatProcessedLine(review.polarity, tokens);
+      const flushed = output.write(formatProcessedLine(review.polarity, tokens));
+      if (flushed) await flushed;
       rows++;
     }
-    await Deno.writeTextFile(path, text);
+    const { path } = await output.commit();
     files.push({ path, rows, key });
   }
   return files;
