@@ -27,7 +27,7 @@ $(DENO):
 	@"$(DENO)" --version | head -1
 
 setup: $(DENO) ## Install Deno (pinned, into node_modules/) and cache the npm dependencies from deno.lock
-	@$(DENO) install --frozen --quiet --entrypoint scripts/*.ts
+	@$(DENO) install --frozen --quiet --entrypoint scripts/*.ts tools/*.ts
 
 ##@ Quality
 fmt: setup ## Check formatting (deno fmt --check)
@@ -40,7 +40,7 @@ lint: setup ## Lint (deno lint)
 	$(DENO) lint -q
 
 check: setup ## Type-check every module (deno check)
-	$(DENO) check -q --frozen scripts/ lib/
+	$(DENO) check -q --frozen scripts/ tools/ lib/
 
 test: fmt lint check docker-lint mlflow-test ## Run every test (fmt, lint, check, then deno test against a throw-away MLflow at :5501); ends with "N passed, N failed"
 	@mkdir -p .tmp-test
@@ -141,7 +141,7 @@ MLFLOW_BIN := $(VENV)/bin/mlflow
 # Re-installs only when requirements-mlflow.txt changes; pip's chatter goes to the log, not the terminal.
 MLFLOW_STAMP := $(VENV)/.requirements-mlflow.stamp
 MLFLOW_PIP_LOG := $(VENV)/pip-install.log
-MLFLOW_SERVER_SH := $(CURDIR)/scripts/mlflow_server.sh
+MLFLOW_SERVER_SH := $(CURDIR)/tools/mlflow_server.sh
 MLFLOW_PORT ?= 5500
 MLFLOW_TEST_PORT ?= 5501
 MLFLOW_TRACKING_URI ?= http://127.0.0.1:$(MLFLOW_PORT)

@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { createProjectRoot, type ProjectRoot, REPO_ROOT, type StageRun } from "../scripts/_testing.ts";
-import { STAGES } from "../scripts/gen_docs.ts";
+import { STAGES } from "../tools/gen_docs.ts";
 
 /** The entry point script in this repository. */
 export const ENTRYPOINT: string = join(REPO_ROOT, "docker", "entrypoint.sh");

@@ -5,7 +5,7 @@
  */
 import { strict as assert } from "node:assert";
 import { dirname, join, normalize } from "node:path";
-import { MAKEFILES, renderScriptsDoc, SCRIPTS_DOC, STAGES } from "../scripts/gen_docs.ts";
+import { MAKEFILES, renderScriptsDoc, SCRIPTS_DOC, STAGES } from "../tools/gen_docs.ts";
 
 const ROOT = normalize(join(dirname(new URL(import.meta.url).pathname), ".."));
 

@@ -1,7 +1,7 @@
 /**
  * Test support: runs a stage as a separate process exactly as `deno task <stage>` does (same task
  * command, same permission set from deno.json), inside a throw-away project root under `.tmp-test/`
- * that holds a copy of deno.json, deno.lock, scripts/ and lib/ and its own empty data/ folder.
+ * that holds a copy of deno.json, deno.lock, scripts/, tools/ and lib/ and its own empty data/ folder.
  * Permission paths in deno.json are relative to the config file, so the copy grants the stage exactly
  * the data folders of that root and nothing of the real `data/`.
  *
@@ -48,6 +48,7 @@ export async function createProjectRoot(): Promise<ProjectRoot> {
   await Deno.copyFile(join(REPO_ROOT, "deno.json"), join(path, "deno.json"));
   await Deno.copyFile(join(REPO_ROOT, "deno.lock"), join(path, "deno.lock"));
   await copyTree(join(REPO_ROOT, "scripts"), join(path, "scripts"));
+  await copyTree(join(REPO_ROOT, "tools"), join(path, "tools"));
   await copyTree(join(REPO_ROOT, "lib"), join(path, "lib"));
   await Deno.mkdir(join(path, "data"), { recursive: true });
   const keep = Deno.permissions.querySync({ name: "env", variable: "KEEP_TEST_ROOTS" }).state === "granted" &&
@@ -283,7 +284,7 @@ export interface TestMlflowServerOptions {
 
 /**
  * A dedicated MLflow server for tests that stop, restart or reconfigure it (the shared test server at
- * MLFLOW_TRACKING_URI must stay up for the other tests). It runs through `scripts/mlflow_server.sh`, with
+ * MLFLOW_TRACKING_URI must stay up for the other tests). It runs through `tools/mlflow_server.sh`, with
  * one worker and its data in `.tmp-test/<name>/`, wiped before the first start; disposing it stops it.
  */
 export function testMlflowServer(
@@ -293,7 +294,7 @@ export function testMlflowServer(
 ): TestMlflowServer {
   const uri = `http://127.0.0.1:${port}`;
   const data = join(REPO_ROOT, ".tmp-test", name);
-  const script = join(REPO_ROOT, "scripts", "mlflow_server.sh");
+  const script = join(REPO_ROOT, "tools", "mlflow_server.sh");
   const mlflow = options.mlflow ?? join(REPO_ROOT, ".venv", "bin", "mlflow");
   let wiped = false;
   async function run(action: "start" | "stop"): Promise<void> {

@@ -444,7 +444,7 @@ Deno.test("against an MLflow server with basic auth, stages work with the creden
       "",
     ].join("\n"),
   );
-  // scripts/mlflow_server.sh runs `<dir>/python ... <dir>/mlflow server ...`: these two wrappers add
+  // tools/mlflow_server.sh runs `<dir>/python ... <dir>/mlflow server ...`: these two wrappers add
   // `--app-name basic-auth` to the project's own MLflow.
   await Deno.writeTextFile(`${conf}/bin/python`, `#!/bin/sh\nexec "${REPO_ROOT}/.venv/bin/python" "$@"\n`, {
     mode: 0o755,

@@ -1,5 +1,5 @@
 /**
- * Pure helpers of the pipeline benchmark (`scripts/bench.ts`): the figures it collects, how they are
+ * Pure helpers of the pipeline benchmark (`tools/bench.ts`): the figures it collects, how they are
  * formatted into Markdown tables, how the targets of the benchmark issue are judged, how GNU `time`'s
  * report (CPU time, peak RSS) is read, and how the generated block is spliced into `docs/benchmarks.md`
  * without touching the sections other people write there. No I/O, so `bench_test.ts` covers it quickly.

@@ -1,5 +1,5 @@
 /**
- * Benchmark helper, run by `scripts/bench.ts` as a child process inside its scratch project root: the
+ * Benchmark helper, run by `tools/bench.ts` as a child process inside its scratch project root: the
  * MLflow-free work of `train`, `evaluate` and `predict`, as the stages do it (same library calls), timed
  * in process. The model goes to `data/bench/<dir>/` in the artifact layout train uploads to MLflow, so
  * evaluate and predict load exactly what they would download.
@@ -9,7 +9,7 @@
  * - `evaluate`: loads the model and scores `data/processed/test.tsv`.
  * - `predict`: loads the model and times single `predict` calls on reviews of `data/raw/test.csv`.
  *
- * Run: `deno run -q -P=bench_model scripts/_bench_model.ts train|evaluate|predict [options] --json`
+ * Run: `deno run -q -P=bench_model tools/_bench_model.ts train|evaluate|predict [options] --json`
  * (reads data and lib, writes data/bench).
  *
  * @module
@@ -26,14 +26,14 @@ import { fileStream, readReviews } from "../lib/review_reader.ts";
 import { resolveTrainingBatches, trainLinearModel, trainSentimentModel } from "../lib/train.ts";
 import { APP_VERSION } from "../lib/version.ts";
 import { quantile } from "./_bench_report.ts";
-import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
 
 /** Where the helper writes, relative to the scratch root. */
 export const BENCH_DIR = "data/bench";
 const RAW_TEST = "data/raw/test.csv";
 
 const USAGE =
-  `Usage: deno run -q -P=bench_model scripts/_bench_model.ts train|evaluate|predict [options] [--json]
+  `Usage: deno run -q -P=bench_model tools/_bench_model.ts train|evaluate|predict [options] [--json]
 
 Benchmark helper of "deno task bench"; runs inside its scratch project root.
 

@@ -26,7 +26,7 @@ import {
   testRowsFor,
   TRAIN_PHASE_PREFIX,
 } from "./_bench_report.ts";
-import { createProjectRoot, REPO_ROOT, runTask } from "./_testing.ts";
+import { createProjectRoot, REPO_ROOT, runTask } from "../scripts/_testing.ts";
 
 Deno.test("parseTimeOutput() reads wall, CPU and peak RSS from GNU time's last line", () => {
   assert.deepEqual(parseTimeOutput("12.34 20.10 0.50 204800\n"), {
@@ -337,7 +337,7 @@ Deno.test("failureReason() prefers the child's error line and names a timeout", 
 
 Deno.test("deno.json runs the bench and its helper with their own permission sets, never -A", async () => {
   const config = JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json")));
-  assert.equal(config.tasks.bench.command, "deno run -q -P=bench scripts/bench.ts");
+  assert.equal(config.tasks.bench.command, "deno run -q -P=bench tools/bench.ts");
   assert.deepEqual(config.permissions.bench.run, ["/usr/bin/timeout"]);
   assert.deepEqual(config.permissions.bench_model.write, ["data/bench"]);
 });

@@ -2,8 +2,8 @@
 # Starts or stops a local MLflow tracking server in the background. Called by the Makefile
 # (`make mlflow`, `make mlflow-test`, `make mlflow-stop`, `make mlflow-test-stop`); runnable by hand too.
 #
-#   scripts/mlflow_server.sh start --url http://127.0.0.1:5500 --data mlflow-data [--mlflow .venv/bin/mlflow]
-#   scripts/mlflow_server.sh stop  --url http://127.0.0.1:5500 --data mlflow-data
+#   tools/mlflow_server.sh start --url http://127.0.0.1:5500 --data mlflow-data [--mlflow .venv/bin/mlflow]
+#   tools/mlflow_server.sh stop  --url http://127.0.0.1:5500 --data mlflow-data
 #
 # start: does nothing when a server already answers URL/health; otherwise, for a local URL, starts
 #   `mlflow server` on the URL's port with a SQLite store (DATA/mlflow.db) and proxied artifacts

@@ -17,7 +17,7 @@ rejected (their *.rejects.csv), and the labels are checked to line up row for ro
 
 Train time is what the project's train time covers: vectorizing the training text and fitting.
 
-Usage: /usr/bin/python3 scripts/bench_peers.py --peer NAME --root DIR [--model-dir DIR] [--trees N]
+Usage: /usr/bin/python3 tools/bench_peers.py --peer NAME --root DIR [--model-dir DIR] [--trees N]
        [--jobs N] [--fasttext PATH] [--timeout S]
 Needs scikit-learn (Debian: python3-sklearn) and, for fasttext, the fastText CLI (Debian: fasttext);
 `make bench-deps` installs both.

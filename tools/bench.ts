@@ -4,14 +4,14 @@
  * For each data set (the real reviews of `../shared/data/reviews/` when that folder exists, then generated
  * reviews at each `--sizes`, plus 3.6M with `--full`), it builds a scratch project root under `--out`,
  * runs every stage there as its own process with its own permission set (ingest, split_batches,
- * preprocess_batch, preprocess_test; then train, evaluate and predict through `scripts/_bench_model.ts`,
+ * preprocess_batch, preprocess_test; then train, evaluate and predict through `tools/_bench_model.ts`,
  * the same library calls without MLflow), and records per stage the reviews/s, MB/s, wall time and peak
- * RSS. It then trains and scores the peers on the same reviews and split (`scripts/bench_peers.py`:
+ * RSS. It then trains and scores the peers on the same reviews and split (`tools/bench_peers.py`:
  * scikit-learn's random forest on our features, TF-IDF + logistic regression, fastText), judges the
  * targets of the benchmark issue, prints the tables and writes them to `docs/benchmarks.md` (only the
  * block between the `bench:begin`/`bench:end` markers) and to `<out>/report.md` and `report.json`.
  *
- * Run: `deno task bench [--sizes N,N] [--full] [--no-peers] ...` (`deno run -q -P=bench scripts/bench.ts`),
+ * Run: `deno task bench [--sizes N,N] [--full] [--no-peers] ...` (`deno run -q -P=bench tools/bench.ts`),
  * or `make bench ARGS="..."`. Not part of `make test`: a default run takes about 8 minutes on 2 idle cores.
  *
  * @example Usage
@@ -67,7 +67,7 @@ import {
   TRAIN_PHASE_PREFIX,
 } from "./_bench_report.ts";
 import { probeParallelism } from "./_bench_probe.ts";
-import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** The real development reviews, relative to the repository. */
@@ -286,7 +286,7 @@ class DatasetRunner {
     return this.run(
       label,
       Deno.execPath(),
-      ["run", "-q", "-P=bench_model", "scripts/_bench_model.ts", ...args, "--json"],
+      ["run", "-q", "-P=bench_model", "tools/_bench_model.ts", ...args, "--json"],
       timeoutSeconds,
     );
   }
@@ -711,7 +711,7 @@ async function runPeers(runner: DatasetRunner, config: BenchConfig, trainRows: n
     }
     const timeout = Math.min(3600, budget(peer.id, trainRows));
     const outcome = await runner.run(peer.id, PYTHON, [
-      "scripts/bench_peers.py",
+      "tools/bench_peers.py",
       "--peer",
       peer.id,
       "--root",
@@ -778,7 +778,7 @@ async function checkPeers(log: Logger): Promise<string | undefined> {
   }
   const outcome = await runMeasured({
     command: PYTHON,
-    args: [join(REPO_ROOT, "scripts/bench_peers.py"), "--peer", "versions", "--fasttext", FASTTEXT],
+    args: [join(REPO_ROOT, "tools/bench_peers.py"), "--peer", "versions", "--fasttext", FASTTEXT],
     cwd: REPO_ROOT,
     timeoutSeconds: 60,
     measureRss: false,

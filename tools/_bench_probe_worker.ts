@@ -1,5 +1,5 @@
 /**
- * Web Worker of the bench's parallelism probe (`scripts/_bench_probe.ts`): runs one fixed amount of work
+ * Web Worker of the bench's parallelism probe (`tools/_bench_probe.ts`): runs one fixed amount of work
  * and posts back how long it took. Two kinds of work bracket what the pipeline does: `alu` (integer
  * arithmetic in registers) and `memory` (dependent random reads over 64 MB, far beyond the caches, as a
  * tree builder's column scans are).

@@ -26,7 +26,7 @@ import {
 import { formatProcessedLine } from "../lib/processed_data.ts";
 import { fileStream, readReviews } from "../lib/review_reader.ts";
 import { createTokenizer, type TokenizerConfig } from "../lib/text_features.ts";
-import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
 
 /** One row of the study: a tokenizer configuration and linear parameters. */
 export interface StudyVariant {

@@ -160,8 +160,8 @@ export function failureReason(run: MeasuredRun, timeoutSeconds: number): string 
 }
 
 /**
- * Copies what a stage needs to run into a fresh project root (deno.json, deno.lock, scripts/, lib/, an
- * empty data/): permission paths in deno.json are relative to the config file, so stages run there with
+ * Copies what a stage needs to run into a fresh project root (deno.json, deno.lock, scripts/, tools/,
+ * lib/, an empty data/): permission paths in deno.json are relative to the config file, so stages run there with
  * their real permission sets and touch only that root's data/, never the repository's.
  *
  * @param repoRoot The repository.
@@ -174,7 +174,9 @@ export async function createScratchRoot(repoRoot: string, root: string): Promise
   await Deno.mkdir(join(root, "data"), { recursive: true });
   await Deno.copyFile(join(repoRoot, "deno.json"), join(root, "deno.json"));
   await Deno.copyFile(join(repoRoot, "deno.lock"), join(root, "deno.lock"));
-  for (const folder of ["scripts", "lib"]) await copyTree(join(repoRoot, folder), join(root, folder));
+  for (const folder of ["scripts", "tools", "lib"]) {
+    await copyTree(join(repoRoot, folder), join(root, folder));
+  }
 }
 
 async function copyTree(from: string, to: string): Promise<void> {
