@@ -9,7 +9,7 @@
  *   MLFLOW_TRACKING_URI (`make test` starts one) and are skipped without it;
  * - every command the Docker docs show is a make target or a compose call this file checks.
  */
-import { exists } from "../lib/atomic_file.ts";
+import { exists } from "../lib/core/atomic_file.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -231,7 +231,7 @@ Deno.test(".dockerignore: admits every stage, lib/ and what the Dockerfiles copy
       "mlflow-data/mlflow.db",
       ".git/HEAD",
       ".tmp-test/x",
-      "lib/csv_test.ts",
+      "lib/data/csv_test.ts",
       "scripts/preprocess_test_test.ts",
       "docs/development.md",
     ]

@@ -14,8 +14,8 @@
  */
 import { join } from "node:path";
 import { TextReader, Uint8ArrayWriter, ZipWriter } from "@zip.js/zip.js";
-import { type ProcessedRow, readProcessed, type ReadProcessedOptions } from "./processed_data.ts";
-import { TOKENIZER_VERSION, type TokenizerInfo } from "./text_features.ts";
+import { type ProcessedRow, readProcessed, type ReadProcessedOptions } from "./data/processed_data.ts";
+import { TOKENIZER_VERSION, type TokenizerInfo } from "./features/tokenizer.ts";
 
 /** `.tmp-test/` at the project root, where {@linkcode scratchDir} makes its folders. */
 export const SCRATCH_ROOT: string = join(import.meta.dirname!, "..", ".tmp-test");

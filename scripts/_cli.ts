@@ -7,9 +7,9 @@
  * @module
  */
 import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
-import { exists } from "../lib/atomic_file.ts";
-import { PipelineError, UsageError } from "../lib/errors.ts";
-import { createLogger, type Logger } from "../lib/log.ts";
+import { exists } from "../lib/core/atomic_file.ts";
+import { PipelineError, UsageError } from "../lib/core/errors.ts";
+import { createLogger, type Logger } from "../lib/core/log.ts";
 
 /** What a stage declares about its command line. */
 export interface StageSpec {

@@ -5,16 +5,16 @@
  *
  * @module
  */
-import type { Logger } from "../lib/log.ts";
-import { type Experiment, MlflowClient } from "../lib/mlflow_client.ts";
-import { reapAbandonedRuns } from "../lib/run_heartbeat.ts";
+import type { Logger } from "../lib/core/log.ts";
+import { type Experiment, MlflowClient } from "../lib/tracking/mlflow_client.ts";
+import { reapAbandonedRuns } from "../lib/tracking/run_heartbeat.ts";
 import {
   checkMlflowNetGrant,
   MLFLOW_ENV_NAMES,
   type MlflowConfig,
   resolveMlflowConfig,
-} from "../lib/mlflow_config.ts";
-import { validateModelName } from "../lib/mlflow_registry.ts";
+} from "../lib/tracking/mlflow_config.ts";
+import { validateModelName } from "../lib/tracking/mlflow_registry.ts";
 import { readEnv } from "./_cli.ts";
 
 /** Registered model name used when neither `--model-name` nor `MLFLOW_MODEL_NAME` is set. */
@@ -75,7 +75,7 @@ export async function connectMlflow(
 
 /**
  * The configured experiment, created if missing, after marking `FAILED` the runs of it that a killed
- * process left `RUNNING` (`lib/run_heartbeat.ts`). Failing to mark them only warns: it must not stop the
+ * process left `RUNNING` (`lib/tracking/run_heartbeat.ts`). Failing to mark them only warns: it must not stop the
  * stage (for example a server whose auth lets this user create runs but not end other users' runs).
  *
  * @param session The connected MLflow session.

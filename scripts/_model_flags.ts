@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { UsageError } from "../lib/errors.ts";
+import { UsageError } from "../lib/core/errors.ts";
 import type { StageContext } from "./_cli.ts";
 
 /** Returns the model version flag's value, or throws a UsageError when it is missing or given twice. */

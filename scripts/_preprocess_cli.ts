@@ -26,8 +26,8 @@
  */
 import type { ParseArgsOptionsConfig } from "node:util";
 import type { StageContext, StageResult } from "./_cli.ts";
-import { parseIntegerFlag } from "../lib/flags.ts";
-import { preprocessFile } from "../lib/preprocess.ts";
+import { parseIntegerFlag } from "../lib/core/flags.ts";
+import { preprocessFile } from "../lib/features/preprocess.ts";
 
 /** The usage text of the flags both stages take. */
 export const PREPROCESS_HELP = {

@@ -9,7 +9,7 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { MlflowClient } from "../lib/mlflow_client.ts";
+import { MlflowClient } from "../lib/tracking/mlflow_client.ts";
 
 /** The repository root. */
 export const REPO_ROOT: string = join(dirname(fileURLToPath(import.meta.url)), "..");

@@ -5,7 +5,7 @@
  * confusion-matrix and ROC-curve charts as artifacts. The metrics are also set as `eval.*` tags on the
  * model version.
  *
- * Then it decides the promotion (`lib/promotion.ts`): the version takes the `@champion` alias when it
+ * Then it decides the promotion (`lib/tracking/promotion.ts`): the version takes the `@champion` alias when it
  * beats the current champion on the same test set by the margin, else it becomes `@challenger`; the
  * decision, the reason and both scores are recorded as `promotion.*` tags. `--no-promote` only evaluates.
  *
@@ -17,19 +17,19 @@
  *
  * @module
  */
-import { UsageError } from "../lib/errors.ts";
+import { UsageError } from "../lib/core/errors.ts";
 import {
   checkTestSet,
   evaluateModel,
   type Evaluation,
   metricsForMlflow,
   TEST_SET_PATH,
-} from "../lib/evaluate.ts";
-import type { Logger } from "../lib/log.ts";
-import { parseNumberFlag } from "../lib/flags.ts";
-import { withRun } from "../lib/mlflow_client.ts";
-import { parseVersionSpec } from "../lib/mlflow_registry.ts";
-import { loadRegisteredModel } from "../lib/model_store.ts";
+} from "../lib/models/evaluate.ts";
+import type { Logger } from "../lib/core/log.ts";
+import { parseNumberFlag } from "../lib/core/flags.ts";
+import { withRun } from "../lib/tracking/mlflow_client.ts";
+import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
+import { loadRegisteredModel } from "../lib/tracking/model_store.ts";
 import {
   applyPromotion,
   CHALLENGER_ALIAS,
@@ -42,7 +42,7 @@ import {
   promotionLine,
   type PromotionMetric,
   type PromotionPolicy,
-} from "../lib/promotion.ts";
+} from "../lib/tracking/promotion.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE, openExperiment } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";

@@ -19,16 +19,16 @@
  * @module
  */
 import { readEnv, runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
-import { PipelineError, UsageError } from "../lib/errors.ts";
-import { optionalIntegerFlag } from "../lib/flags.ts";
-import { ingest, type IngestSource, sourceLabel } from "../lib/ingest.ts";
+import { PipelineError, UsageError } from "../lib/core/errors.ts";
+import { optionalIntegerFlag } from "../lib/core/flags.ts";
+import { ingest, type IngestSource, sourceLabel } from "../lib/data/ingest.ts";
 import {
   DEFAULT_KAGGLE_API_BASE,
   describeCredentials,
   KAGGLE_DATASET,
   parseApiBase,
   resolveKaggleCredentials,
-} from "../lib/kaggle.ts";
+} from "../lib/data/kaggle.ts";
 
 /** Folders of the `ingest` permission set; paths are relative to the project root (the task's cwd). */
 const RAW_DIR = "data/raw";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createProjectRoot, errorLines, type ProjectRoot, runTask, type StageRun } from "./_testing.ts";
-import { exists } from "../lib/atomic_file.ts";
+import { exists } from "../lib/core/atomic_file.ts";
 import { buildZip, goodRows, readLines } from "../lib/_testing.ts";
 
 /** Every Kaggle variable set explicitly, so a developer's own credentials never leak into a test. */

@@ -4,9 +4,9 @@
  * MLFLOW_TRACKING_URI (`make test` starts one on port 5501), and the tests check what MLflow holds.
  */
 import { strict as assert } from "node:assert";
-import { MlflowClient } from "../lib/mlflow_client.ts";
+import { MlflowClient } from "../lib/tracking/mlflow_client.ts";
 import { createProjectRoot, ok, type ProjectRoot, runTask, type StageRun } from "./_testing.ts";
-import { DEFAULT_LINEAR_PARAMS } from "../lib/linear/trainer.ts";
+import { DEFAULT_LINEAR_PARAMS } from "../lib/models/linear/trainer.ts";
 
 const trackingUri = Deno.env.get("MLFLOW_TRACKING_URI") ?? "http://127.0.0.1:5501";
 const client = new MlflowClient({ trackingUri, retry: { retries: 1, baseDelayMs: 50 } });

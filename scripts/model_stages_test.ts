@@ -4,7 +4,7 @@
  * the tests check what MLflow holds afterwards.
  */
 import { strict as assert } from "node:assert";
-import { MlflowClient } from "../lib/mlflow_client.ts";
+import { MlflowClient } from "../lib/tracking/mlflow_client.ts";
 import { createProjectRoot, ok, type ProjectRoot, runTask } from "./_testing.ts";
 
 const trackingUri = Deno.env.get("MLFLOW_TRACKING_URI") ?? "http://127.0.0.1:5501";

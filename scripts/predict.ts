@@ -11,11 +11,11 @@
  *
  * @module
  */
-import { PipelineError, UsageError } from "../lib/errors.ts";
-import { parseVersionSpec } from "../lib/mlflow_registry.ts";
-import type { Prediction } from "../lib/model_artifact.ts";
-import { loadRegisteredModel } from "../lib/model_store.ts";
-import { readReviews } from "../lib/review_reader.ts";
+import { PipelineError, UsageError } from "../lib/core/errors.ts";
+import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
+import type { Prediction } from "../lib/models/artifact.ts";
+import { loadRegisteredModel } from "../lib/tracking/model_store.ts";
+import { readReviews } from "../lib/data/review_reader.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";

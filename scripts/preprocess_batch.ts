@@ -22,9 +22,9 @@
 import { join } from "node:path";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { PREPROCESS_HELP, PREPROCESS_OPTIONS, preprocessStage, workersFlag } from "./_preprocess_cli.ts";
-import { batchFileName, MANIFEST_FILE, readManifest } from "../lib/batches.ts";
-import { PipelineError, UsageError } from "../lib/errors.ts";
-import { parseIntegerFlag } from "../lib/flags.ts";
+import { batchFileName, MANIFEST_FILE, readManifest } from "../lib/data/batches.ts";
+import { PipelineError, UsageError } from "../lib/core/errors.ts";
+import { parseIntegerFlag } from "../lib/core/flags.ts";
 
 /** Folder of the training batches written by `split_batches`. */
 export const BATCHES_DIR = "data/batches";

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { createProjectRoot, type ProjectRoot, runTask } from "./_testing.ts";
-import { formatReviewLine } from "../lib/csv.ts";
-import { type ProcessedRow, readProcessed, readProcessedMeta } from "../lib/processed_data.ts";
-import type { Review } from "../lib/review.ts";
-import { generateReviews } from "../lib/sample_data.ts";
-import { tokenizeReview, tokenizerInfo } from "../lib/text_features.ts";
+import { formatReviewLine } from "../lib/data/csv.ts";
+import { type ProcessedRow, readProcessed, readProcessedMeta } from "../lib/data/processed_data.ts";
+import type { Review } from "../lib/data/review.ts";
+import { generateReviews } from "../lib/data/sample_data.ts";
+import { tokenizeReview, tokenizerInfo } from "../lib/features/tokenizer.ts";
 
 /** Writes data/batches/train_batch_<n>.csv: generated reviews plus two bad lines; returns the valid reviews. */
 async function writeBatch(root: ProjectRoot, batch: number, rows: number): Promise<Review[]> {

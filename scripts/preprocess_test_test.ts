@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createProjectRoot, type ProjectRoot, REPO_ROOT, runTask } from "./_testing.ts";
-import { formatReviewLine } from "../lib/csv.ts";
-import { readProcessed, readProcessedMeta } from "../lib/processed_data.ts";
-import { generateReviews } from "../lib/sample_data.ts";
-import { tokenizeReview } from "../lib/text_features.ts";
+import { formatReviewLine } from "../lib/data/csv.ts";
+import { readProcessed, readProcessedMeta } from "../lib/data/processed_data.ts";
+import { generateReviews } from "../lib/data/sample_data.ts";
+import { tokenizeReview } from "../lib/features/tokenizer.ts";
 
 /**
  * A project root with the stage script in it. `createProjectRoot()` leaves out every file ending in

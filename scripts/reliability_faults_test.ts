@@ -9,8 +9,8 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { type BatchManifest } from "../lib/batches.ts";
-import { MlflowClient } from "../lib/mlflow_client.ts";
+import { type BatchManifest } from "../lib/data/batches.ts";
+import { MlflowClient } from "../lib/tracking/mlflow_client.ts";
 import {
   createProjectRoot,
   errorLines,

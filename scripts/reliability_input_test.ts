@@ -10,16 +10,16 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import fc from "fast-check";
-import { type BatchManifest, splitBatches } from "../lib/batches.ts";
-import { formatReviewLine, parseCsvLine } from "../lib/csv.ts";
-import { ingest } from "../lib/ingest.ts";
-import { createLogger } from "../lib/log.ts";
-import { MlflowClient } from "../lib/mlflow_client.ts";
-import { buildModelFiles, type EngineCodec, loadModel } from "../lib/model_artifact.ts";
-import { MODEL_JSON_SHA256_TAG } from "../lib/model_store.ts";
-import type { Polarity, Review } from "../lib/review.ts";
-import { tokenizeReview } from "../lib/text_features.ts";
-import { VocabularyBuilder } from "../lib/vectorizer.ts";
+import { type BatchManifest, splitBatches } from "../lib/data/batches.ts";
+import { formatReviewLine, parseCsvLine } from "../lib/data/csv.ts";
+import { ingest } from "../lib/data/ingest.ts";
+import { createLogger } from "../lib/core/log.ts";
+import { MlflowClient } from "../lib/tracking/mlflow_client.ts";
+import { buildModelFiles, type EngineCodec, loadModel } from "../lib/models/artifact.ts";
+import { MODEL_JSON_SHA256_TAG } from "../lib/tracking/model_store.ts";
+import type { Polarity, Review } from "../lib/data/review.ts";
+import { tokenizeReview } from "../lib/features/tokenizer.ts";
+import { VocabularyBuilder } from "../lib/features/vectorizer.ts";
 import { createProjectRoot, errorLines, runTask, type StageRun } from "./_testing.ts";
 
 /** Every Kaggle variable set explicitly, so a developer's own credentials never reach a test. */

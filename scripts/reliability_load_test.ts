@@ -5,9 +5,9 @@
  * See docs/reliability.md for the whole table.
  */
 import assert from "node:assert/strict";
-import { MlflowClient } from "../lib/mlflow_client.ts";
-import { MODEL_JSON_SHA256_TAG } from "../lib/model_store.ts";
-import { sha256Hex } from "../lib/model_artifact.ts";
+import { MlflowClient } from "../lib/tracking/mlflow_client.ts";
+import { MODEL_JSON_SHA256_TAG } from "../lib/tracking/model_store.ts";
+import { sha256Hex } from "../lib/models/artifact.ts";
 import { createProjectRoot, ok, runTask, startTask } from "./_testing.ts";
 
 const trackingUri = Deno.env.get("MLFLOW_TRACKING_URI") ?? "http://127.0.0.1:5501";

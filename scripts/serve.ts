@@ -2,7 +2,7 @@
  * Stage `serve`: the inference HTTP API. Loads a registered model version (or alias) from MLflow, then
  * answers `POST /predict`, MLflow's scoring protocol (`GET /ping`, `POST /invocations`), health,
  * readiness, version and Prometheus metrics, and serves a small web page at `/`. Routes, formats and
- * errors are in `lib/api/handler.ts` and `docs/api/index.md`.
+ * errors are in `lib/serving/handler.ts` and `docs/api/index.md`.
  *
  * It listens before the model is loaded, so `GET /health` answers at once and `GET /ready` turns 200
  * when the model is in; if that first load fails the server stops with a one-line error (exit 1).
@@ -28,17 +28,17 @@
 import { readEnv, runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";
-import { PipelineError, UsageError } from "../lib/errors.ts";
-import { optionalIntegerFlag } from "../lib/flags.ts";
-import { createLogger } from "../lib/log.ts";
-import { MLFLOW_ENV_NAMES, netGrantHost, resolveMlflowConfig } from "../lib/mlflow_config.ts";
-import { parseVersionSpec } from "../lib/mlflow_registry.ts";
-import { loadModel } from "../lib/model_artifact.ts";
-import { ENGINES } from "../lib/engines.ts";
-import { createApi } from "../lib/api/handler.ts";
-import { createMlflowModelLoader } from "../lib/api/mlflow_model_loader.ts";
-import { ReloadingModelProvider } from "../lib/api/model_provider.ts";
-import { DEFAULT_LIMITS } from "../lib/api/validation.ts";
+import { PipelineError, UsageError } from "../lib/core/errors.ts";
+import { optionalIntegerFlag } from "../lib/core/flags.ts";
+import { createLogger } from "../lib/core/log.ts";
+import { MLFLOW_ENV_NAMES, netGrantHost, resolveMlflowConfig } from "../lib/tracking/mlflow_config.ts";
+import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
+import { loadModel } from "../lib/models/artifact.ts";
+import { ENGINES } from "../lib/models/engines.ts";
+import { createApi } from "../lib/serving/handler.ts";
+import { createMlflowModelLoader } from "../lib/serving/mlflow_model_loader.ts";
+import { ReloadingModelProvider } from "../lib/serving/model_provider.ts";
+import { DEFAULT_LIMITS } from "../lib/serving/validation.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
 /** Version spec served when `--model_version` is not given. */

@@ -16,9 +16,9 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { createWordListPredictor, wordListModel } from "../lib/api/_wordlist_model.ts";
-import { createApi } from "../lib/api/handler.ts";
-import { staticModelProvider } from "../lib/api/model_provider.ts";
+import { createWordListPredictor, wordListModel } from "../lib/serving/_wordlist_model.ts";
+import { createApi } from "../lib/serving/handler.ts";
+import { staticModelProvider } from "../lib/serving/model_provider.ts";
 import { REPO_ROOT } from "./_testing.ts";
 
 const CHROMIUM = "/usr/bin/chromium";

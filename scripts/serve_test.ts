@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { createFakeMlflow, type FakeMlflowState } from "../lib/api/_fake_mlflow.ts";
-import { buildTinyModelFiles } from "../lib/api/_tiny_model.ts";
+import { createFakeMlflow, type FakeMlflowState } from "../lib/tracking/_fake_mlflow.ts";
+import { buildTinyModelFiles } from "../lib/serving/_tiny_model.ts";
 import { createProjectRoot, type ProjectRoot, runTask, taskCommand } from "./_testing.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 

@@ -18,10 +18,10 @@
  * @module
  */
 import { requireIngested, runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
-import { DEFAULT_BATCH_SIZE, splitBatches } from "../lib/batches.ts";
-import { UsageError } from "../lib/errors.ts";
-import { optionalIntegerFlag, parseIntegerFlag } from "../lib/flags.ts";
-import { createProgress, type Progress } from "../lib/progress.ts";
+import { DEFAULT_BATCH_SIZE, splitBatches } from "../lib/data/batches.ts";
+import { UsageError } from "../lib/core/errors.ts";
+import { optionalIntegerFlag, parseIntegerFlag } from "../lib/core/flags.ts";
+import { createProgress, type Progress } from "../lib/core/progress.ts";
 
 /** The training CSV written by `ingest`. */
 export const INPUT = "data/raw/train.csv";

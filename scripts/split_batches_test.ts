@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { createProjectRoot, type ProjectRoot, runTask } from "./_testing.ts";
-import type { BatchManifest } from "../lib/batches.ts";
-import { formatReviewLine } from "../lib/csv.ts";
-import { generateReviews } from "../lib/sample_data.ts";
+import type { BatchManifest } from "../lib/data/batches.ts";
+import { formatReviewLine } from "../lib/data/csv.ts";
+import { generateReviews } from "../lib/data/sample_data.ts";
 
 const BAD_LINES = ['"2","only two fields"', '"0","bad label","x"', ""];
 

@@ -19,23 +19,23 @@
  *
  * @module
  */
-import { PipelineError, UsageError } from "../lib/errors.ts";
-import { featureImportanceChart } from "../lib/charts.ts";
-import type { ForestParams, MaxFeatures } from "../lib/forest/forest.ts";
-import { parseIntegerFlag, parseNumberFlag } from "../lib/flags.ts";
-import { LinearModel } from "../lib/linear/model.ts";
-import { deserializeLinear, LINEAR_ENGINE_NAME, serializeLinear } from "../lib/linear/model_format.ts";
+import { PipelineError, UsageError } from "../lib/core/errors.ts";
+import { featureImportanceChart } from "../lib/models/charts.ts";
+import type { ForestParams, MaxFeatures } from "../lib/models/forest/forest.ts";
+import { parseIntegerFlag, parseNumberFlag } from "../lib/core/flags.ts";
+import { LinearModel } from "../lib/models/linear/model.ts";
+import { deserializeLinear, LINEAR_ENGINE_NAME, serializeLinear } from "../lib/models/linear/model_format.ts";
 import {
   DEFAULT_LINEAR_PARAMS,
   type HoldoutSplit,
   type LinearParams,
   resolveLinearParams,
-} from "../lib/linear/trainer.ts";
-import { type LinearTrialResult, runLinearTrialInWorker } from "../lib/linear/trial.ts";
-import { type MlflowClient, type ParamValue, type Run, withRun } from "../lib/mlflow_client.ts";
-import { parseVersionSpec } from "../lib/mlflow_registry.ts";
-import { buildModelFiles, sha256Hex } from "../lib/model_artifact.ts";
-import { loadRegisteredModel, MODEL_JSON_SHA256_TAG } from "../lib/model_store.ts";
+} from "../lib/models/linear/trainer.ts";
+import { type LinearTrialResult, runLinearTrialInWorker } from "../lib/models/linear/trial.ts";
+import { type MlflowClient, type ParamValue, type Run, withRun } from "../lib/tracking/mlflow_client.ts";
+import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
+import { buildModelFiles, sha256Hex } from "../lib/models/artifact.ts";
+import { loadRegisteredModel, MODEL_JSON_SHA256_TAG } from "../lib/tracking/model_store.ts";
 import {
   datasetDigest,
   MODEL_FAMILIES,
@@ -46,7 +46,7 @@ import {
   trainingFilesOf,
   trainLinearModel,
   trainSentimentModel,
-} from "../lib/train.ts";
+} from "../lib/models/fit.ts";
 import {
   bestTrial,
   LINEAR_SEARCH_SPACE,
@@ -54,10 +54,10 @@ import {
   runTrials,
   trialBeats,
   withoutFixed,
-} from "../lib/tuning.ts";
-import { TOKENIZER_VERSION } from "../lib/text_features.ts";
-import type { VectorizerConfig } from "../lib/vectorizer.ts";
-import { APP_VERSION } from "../lib/version.ts";
+} from "../lib/models/tuning.ts";
+import { TOKENIZER_VERSION } from "../lib/features/tokenizer.ts";
+import type { VectorizerConfig } from "../lib/features/vectorizer.ts";
+import { APP_VERSION } from "../lib/core/version.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import {
   connectMlflow,

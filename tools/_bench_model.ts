@@ -15,16 +15,16 @@
  * @module
  */
 import { join } from "node:path";
-import { AtomicTextWriter, PARTIAL_SUFFIX } from "../lib/atomic_file.ts";
-import { ENGINES } from "../lib/engines.ts";
-import { PipelineError, UsageError } from "../lib/errors.ts";
-import { evaluateModel, metricsForMlflow, TEST_SET_PATH } from "../lib/evaluate.ts";
-import { optionalIntegerFlag } from "../lib/flags.ts";
-import { buildModelFiles, loadModel, sha256Hex } from "../lib/model_artifact.ts";
-import type { Review } from "../lib/review.ts";
-import { fileStream, readReviews } from "../lib/review_reader.ts";
-import { resolveTrainingBatches, trainLinearModel, trainSentimentModel } from "../lib/train.ts";
-import { APP_VERSION } from "../lib/version.ts";
+import { AtomicTextWriter, PARTIAL_SUFFIX } from "../lib/core/atomic_file.ts";
+import { ENGINES } from "../lib/models/engines.ts";
+import { PipelineError, UsageError } from "../lib/core/errors.ts";
+import { evaluateModel, metricsForMlflow, TEST_SET_PATH } from "../lib/models/evaluate.ts";
+import { optionalIntegerFlag } from "../lib/core/flags.ts";
+import { buildModelFiles, loadModel, sha256Hex } from "../lib/models/artifact.ts";
+import type { Review } from "../lib/data/review.ts";
+import { fileStream, readReviews } from "../lib/data/review_reader.ts";
+import { resolveTrainingBatches, trainLinearModel, trainSentimentModel } from "../lib/models/fit.ts";
+import { APP_VERSION } from "../lib/core/version.ts";
 import { quantile } from "./_bench_report.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
 

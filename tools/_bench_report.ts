@@ -6,8 +6,8 @@
  *
  * @module
  */
-import { UsageError } from "../lib/errors.ts";
-import { parseIntegerFlag } from "../lib/flags.ts";
+import { UsageError } from "../lib/core/errors.ts";
+import { parseIntegerFlag } from "../lib/core/flags.ts";
 
 /** How a measured step ended. */
 export type StepStatus = "ok" | "failed" | "timeout" | "skipped";
@@ -746,12 +746,12 @@ export function renderRun(info: RunInfo, reports: readonly DatasetReport[]): str
  * @param lines The lines, e.g. every review of the real data set.
  * @param seed The shuffle's seed; the same seed gives the same split.
  * @param testShare Share of lines held out, in (0, 1).
- * @param random A generator factory, `createRandom` from lib/sample_data.ts.
+ * @param random A generator factory, `createRandom` from lib/data/sample_data.ts.
  * @returns The training and test lines.
  *
  * @example Usage
  * ```ts
- * import { createRandom } from "../lib/sample_data.ts";
+ * import { createRandom } from "../lib/data/sample_data.ts";
  * import { shuffleSplit } from "./_bench_report.ts";
  * const { train, test } = shuffleSplit(["a", "b", "c", "d", "e"], 42, 0.2, createRandom);
  * console.assert(train.length === 4 && test.length === 1);

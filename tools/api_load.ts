@@ -11,7 +11,7 @@
  *
  * Without `--url` it starts a stand-in server in a child process: the same `createApi` handler, request
  * logs written to stderr as `serve` writes them (discarded here), but the word-list stand-in model of
- * `lib/api/_wordlist_model.ts` instead of a trained one. Its figures measure the HTTP layer; pass
+ * `lib/serving/_wordlist_model.ts` instead of a trained one. Its figures measure the HTTP layer; pass
  * `--url` to measure `deno task serve` with a real model.
  *
  * Run (needs `wrk`: `apt-get install -y wrk`):
@@ -31,13 +31,13 @@
  */
 import { fileURLToPath } from "node:url";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
-import { PipelineError, UsageError } from "../lib/errors.ts";
-import { parseReviewLine } from "../lib/csv.ts";
-import { optionalIntegerFlag } from "../lib/flags.ts";
-import { createLogger } from "../lib/log.ts";
-import { wordListModel } from "../lib/api/_wordlist_model.ts";
-import { createApi } from "../lib/api/handler.ts";
-import { staticModelProvider } from "../lib/api/model_provider.ts";
+import { PipelineError, UsageError } from "../lib/core/errors.ts";
+import { parseReviewLine } from "../lib/data/csv.ts";
+import { optionalIntegerFlag } from "../lib/core/flags.ts";
+import { createLogger } from "../lib/core/log.ts";
+import { wordListModel } from "../lib/serving/_wordlist_model.ts";
+import { createApi } from "../lib/serving/handler.ts";
+import { staticModelProvider } from "../lib/serving/model_provider.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
 /** The target of the issue, for this 2-core machine. */

@@ -25,11 +25,11 @@
 import { cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { exists, writeFileAtomic } from "../lib/atomic_file.ts";
-import { PipelineError, UsageError } from "../lib/errors.ts";
-import { optionalIntegerFlag } from "../lib/flags.ts";
-import type { Logger } from "../lib/log.ts";
-import { createRandom } from "../lib/sample_data.ts";
+import { exists, writeFileAtomic } from "../lib/core/atomic_file.ts";
+import { PipelineError, UsageError } from "../lib/core/errors.ts";
+import { optionalIntegerFlag } from "../lib/core/flags.ts";
+import type { Logger } from "../lib/core/log.ts";
+import { createRandom } from "../lib/data/sample_data.ts";
 import {
   createScratchRoot,
   failureReason,
@@ -450,7 +450,7 @@ async function runDataset(
     status: "ok",
   });
 
-  // 4. train (vocabulary, vectorize, fit), as lib/train.ts does for the train stage.
+  // 4. train (vocabulary, vectorize, fit), as lib/models/fit.ts does for the train stage.
   const common = ["--trees", String(config.trees)];
   const train = await runner.helper(
     "train",

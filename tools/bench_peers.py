@@ -182,7 +182,7 @@ def sklearn_forest(args):
     split = processed_split(args.root)
 
     def analyze(doc):
-        # The project's terms: every token, then each adjacent pair joined by a space (lib/vectorizer.ts).
+        # The project's terms: every token, then each adjacent pair joined by a space (lib/features/vectorizer.ts).
         tokens = [token for token in doc.split(" ") if token]
         return tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createRandom } from "../lib/sample_data.ts";
+import { createRandom } from "../lib/data/sample_data.ts";
 import { failureReason, type MeasuredRun, taskArgs } from "./_bench_process.ts";
 import {
   accuracyMargin,

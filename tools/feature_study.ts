@@ -14,18 +14,18 @@
  * @module
  */
 import { basename, join } from "node:path";
-import { AtomicTextWriter } from "../lib/atomic_file.ts";
-import { PipelineError } from "../lib/errors.ts";
+import { AtomicTextWriter } from "../lib/core/atomic_file.ts";
+import { PipelineError } from "../lib/core/errors.ts";
 import {
   type LinearParams,
   resolveLinearParams,
   scoreLinear,
   type TrainingFile,
   trainLinear,
-} from "../lib/linear/trainer.ts";
-import { formatProcessedLine } from "../lib/processed_data.ts";
-import { fileStream, readReviews } from "../lib/review_reader.ts";
-import { createTokenizer, type TokenizerConfig } from "../lib/text_features.ts";
+} from "../lib/models/linear/trainer.ts";
+import { formatProcessedLine } from "../lib/data/processed_data.ts";
+import { fileStream, readReviews } from "../lib/data/review_reader.ts";
+import { createTokenizer, type TokenizerConfig } from "../lib/features/tokenizer.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
 
 /** One row of the study: a tokenizer configuration and linear parameters. */

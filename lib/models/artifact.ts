@@ -1,0 +1,298 @@
+/**
+ * The model artifact: everything evaluate, predict and the HTTP API need to score a review, in one folder
+ * that train uploads to MLflow (`<run artifact_uri>/model/`) and registers as a model version.
+ *
+ * ```
+ * model/
+ *   MLmodel          MLflow's model descriptor (flavor, signature), so the MLflow UI shows a model
+ *   model.json       manifest: format version, engine, tokenizer, vectorizer config, label map, versions,
+ *                    and the SHA-256 of every other file
+ *   vocabulary.json  the vectorizer (vocabulary and n-gram config), for engines that score vocabulary ids
+ *   engine.bin       the trained engine (e.g. the sparse forest), in the engine's own compact format
+ * ```
+ *
+ * Engines come in two kinds: a {@linkcode ScoringEngine} scores the vocabulary ids of `vocabulary.json`
+ * (the forest); a {@linkcode TokenScoringEngine} featurises tokens itself (the hashed linear model keeps
+ * its hashing configuration in `engine.bin`) and its artifact has no `vocabulary.json`. Loading asks the
+ * engine which kind it is, so evaluate, predict and the API never need to know the family in advance.
+ *
+ * Loading verifies each file's checksum and refuses unknown format versions, a tokenizer other than this
+ * build's, or an engine it does not know, each with a one-line message saying what to do.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { PipelineError } from "../core/errors.ts";
+import { LABEL_MAP, type Polarity, type Review, type SentimentLabel } from "../data/review.ts";
+import {
+  createTokenizerFromInfo,
+  type Tokenizer,
+  TOKENIZER_VERSION,
+  type TokenizerInfo,
+  tokenizerInfo,
+} from "../features/tokenizer.ts";
+import { Vectorizer } from "../features/vectorizer.ts";
+
+/** Identifies our artifact layout in `model.json`. */
+export const MODEL_FORMAT = "amazon-reviews-sentiment-model";
+/** Version of the artifact layout; bump on any incompatible change. */
+export const MODEL_FORMAT_VERSION = 1;
+/** The MLflow flavor name written into `MLmodel`. */
+export const MLFLOW_FLAVOR = "deno_sentiment";
+
+/** A trained scorer over vectorizer feature ids. */
+export interface ScoringEngine {
+  /** Probability that a review with these (sorted, unique) feature ids is positive. */
+  predictProba(featureIds: Uint32Array): number;
+}
+
+/** A trained scorer that turns tokens into features itself (e.g. by hashing n-grams). */
+export interface TokenScoringEngine {
+  /** Probability that a review with these tokens is positive. */
+  predictTokensProba(tokens: readonly string[]): number;
+}
+
+/** How an engine is stored: its name, its own format version, and how to read it back. */
+export interface EngineCodec {
+  /** Engine name recorded in model.json, e.g. "sparse-forest". */
+  name: string;
+  /** Decodes the engine file; throws PipelineError for a format version it does not support. */
+  decode(bytes: Uint8Array): ScoringEngine | TokenScoringEngine;
+}
+
+/** Whether an engine featurises tokens itself. */
+export function isTokenScoringEngine(
+  engine: ScoringEngine | TokenScoringEngine,
+): engine is TokenScoringEngine {
+  return typeof (engine as Partial<TokenScoringEngine>).predictTokensProba === "function";
+}
+
+/** The manifest stored as `model.json`. */
+export interface ModelManifest {
+  format: typeof MODEL_FORMAT;
+  format_version: number;
+  engine: string;
+  created: string;
+  app_version: string;
+  deno_version: string;
+  tokenizer: Record<string, unknown> & { version: string };
+  label_map: Record<string, SentimentLabel>;
+  positive_polarity: Polarity;
+  files: Record<string, { sha256: string; bytes: number }>;
+  training?: Record<string, unknown>;
+}
+
+/** One prediction. */
+export interface Prediction {
+  label: SentimentLabel;
+  polarity: Polarity;
+  /** Probability of the predicted label. */
+  probability: number;
+  /** Probability that the review is positive. */
+  positiveProbability: number;
+}
+
+/** A loaded, ready-to-score model. */
+export interface SentimentModel {
+  manifest: ModelManifest;
+  /** The vocabulary, for engines that score vocabulary ids; undefined for a {@linkcode TokenScoringEngine}. */
+  vectorizer: Vectorizer | undefined;
+  engine: ScoringEngine | TokenScoringEngine;
+  /** The tokenizer the model was trained with, rebuilt from its manifest. */
+  tokenizer: Tokenizer;
+  /** Tokenises, vectorises and scores one review. */
+  predict(review: Pick<Review, "title" | "text">): Prediction;
+  /** Scores already-tokenised text (evaluate reads tokens from data/processed). */
+  predictTokens(tokens: string[]): Prediction;
+}
+
+/** Lower-case hex SHA-256 of bytes. */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash("sha256").update(bytes).digest("hex");
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** What train passes to {@linkcode buildModelFiles}. */
+export interface BuildModelOptions {
+  engineName: string;
+  engineBytes: Uint8Array;
+  /** The vocabulary; omitted for an engine that featurises tokens itself. */
+  vectorizer?: Vectorizer;
+  appVersion: string;
+  /**
+   * The tokenizer that made the training tokens, as recorded with them; the model is served with it.
+   * @default {this build's tokenizerInfo()}
+   */
+  tokenizer?: TokenizerInfo;
+  runId?: string;
+  training?: Record<string, unknown>;
+}
+
+/**
+ * Builds the artifact's files, ready to upload. The returned map's keys are paths relative to `model/`.
+ */
+export function buildModelFiles(options: BuildModelOptions): Map<string, Uint8Array> {
+  const files = new Map<string, Uint8Array>();
+  if (options.vectorizer) {
+    files.set("vocabulary.json", encoder.encode(JSON.stringify(options.vectorizer.toJSON())));
+  }
+  files.set("engine.bin", options.engineBytes);
+  const manifest: ModelManifest = {
+    format: MODEL_FORMAT,
+    format_version: MODEL_FORMAT_VERSION,
+    engine: options.engineName,
+    created: new Date().toISOString(),
+    app_version: options.appVersion,
+    deno_version: Deno.version.deno,
+    tokenizer: (options.tokenizer ?? tokenizerInfo()) as ModelManifest["tokenizer"],
+    label_map: { "1": LABEL_MAP[1], "2": LABEL_MAP[2] },
+    positive_polarity: 2,
+    files: Object.fromEntries(
+      [...files].map(([name, bytes]) => [name, { sha256: sha256Hex(bytes), bytes: bytes.length }]),
+    ),
+    ...(options.training ? { training: options.training } : {}),
+  };
+  files.set("model.json", encoder.encode(JSON.stringify(manifest, null, 2) + "\n"));
+  files.set("MLmodel", encoder.encode(mlmodelYaml(manifest, options.runId, files.has("vocabulary.json"))));
+  return files;
+}
+
+function mlmodelYaml(manifest: ModelManifest, runId: string | undefined, vocabulary: boolean): string {
+  const inputs = JSON.stringify([
+    { type: "string", name: "title", required: true },
+    { type: "string", name: "message", required: true },
+  ]);
+  const outputs = JSON.stringify([
+    { type: "string", name: "label", required: true },
+    { type: "long", name: "polarity", required: true },
+    { type: "double", name: "probability", required: true },
+  ]);
+  const created = manifest.created.replace("T", " ").replace("Z", "000");
+  const uuid = crypto.randomUUID().replaceAll("-", "");
+  return [
+    "artifact_path: model",
+    "flavors:",
+    `  ${MLFLOW_FLAVOR}:`,
+    `    engine: ${manifest.engine}`,
+    `    format_version: ${manifest.format_version}`,
+    "    manifest: model.json",
+    "    data: engine.bin",
+    ...(vocabulary ? ["    vocabulary: vocabulary.json"] : []),
+    `    tokenizer_version: '${manifest.tokenizer.version}'`,
+    `    app_version: '${manifest.app_version}'`,
+    `model_uuid: ${uuid}`,
+    ...(runId ? [`run_id: ${runId}`] : []),
+    "signature:",
+    `  inputs: '${inputs}'`,
+    `  outputs: '${outputs}'`,
+    `utc_time_created: '${created}'`,
+    "",
+  ].join("\n");
+}
+
+function parseManifest(bytes: Uint8Array | undefined): ModelManifest {
+  if (!bytes) {
+    throw new PipelineError("model artifact has no model.json; it was not made by this project's train");
+  }
+  let manifest: ModelManifest;
+  try {
+    manifest = JSON.parse(decoder.decode(bytes));
+  } catch {
+    throw new PipelineError("model artifact's model.json is not valid JSON (truncated or tampered)");
+  }
+  if (manifest.format !== MODEL_FORMAT) {
+    throw new PipelineError(`model artifact has format "${manifest.format}", expected "${MODEL_FORMAT}"`);
+  }
+  if (manifest.format_version !== MODEL_FORMAT_VERSION) {
+    throw new PipelineError(
+      `model format version ${manifest.format_version} is not supported by this build (supports ${MODEL_FORMAT_VERSION}); retrain the model or upgrade`,
+    );
+  }
+  return manifest;
+}
+
+/**
+ * Loads a model from its files (as downloaded from MLflow), verifying checksums and versions.
+ *
+ * @param files Paths relative to `model/` → bytes.
+ * @param codecs The engines this build can read, by name.
+ */
+export function loadModel(files: Map<string, Uint8Array>, codecs: readonly EngineCodec[]): SentimentModel {
+  const manifest = parseManifest(files.get("model.json"));
+  for (const [name, expected] of Object.entries(manifest.files)) {
+    const bytes = files.get(name);
+    if (!bytes) throw new PipelineError(`model artifact is missing ${name}`);
+    if (bytes.length !== expected.bytes || sha256Hex(bytes) !== expected.sha256) {
+      throw new PipelineError(
+        `model artifact file ${name} fails its checksum (truncated or tampered); retrain`,
+      );
+    }
+  }
+  if (manifest.tokenizer.version !== TOKENIZER_VERSION) {
+    throw new PipelineError(
+      `model was trained with tokenizer ${manifest.tokenizer.version} but this build has ${TOKENIZER_VERSION}; retrain the model with this build`,
+    );
+  }
+  // The model's own recorded tokenizer, not the build's default: a default that changed after the model
+  // was trained must not change the features it is served.
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = createTokenizerFromInfo(manifest.tokenizer);
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    throw new PipelineError(`model's tokenizer cannot be rebuilt by this build (${error.message}); retrain`, {
+      cause: error,
+    });
+  }
+  const codec = codecs.find((candidate) => candidate.name === manifest.engine);
+  if (!codec) {
+    throw new PipelineError(
+      `model engine "${manifest.engine}" is not known to this build (knows ${
+        codecs.map((c) => c.name).join(", ")
+      })`,
+    );
+  }
+  const engineBytes = files.get("engine.bin");
+  if (!engineBytes || !manifest.files["engine.bin"]) {
+    throw new PipelineError("model artifact is missing engine.bin");
+  }
+  const engine = codec.decode(engineBytes);
+  let vectorizer: Vectorizer | undefined;
+  let score: (tokens: string[]) => number;
+  if (isTokenScoringEngine(engine)) {
+    score = (tokens) => engine.predictTokensProba(tokens);
+  } else {
+    const vocabulary = manifest.files["vocabulary.json"] ? files.get("vocabulary.json") : undefined;
+    if (!vocabulary) {
+      throw new PipelineError(
+        `model artifact is missing vocabulary.json, which engine "${manifest.engine}" needs`,
+      );
+    }
+    const loaded = Vectorizer.fromJSON(JSON.parse(decoder.decode(vocabulary)));
+    vectorizer = loaded;
+    score = (tokens) => engine.predictProba(loaded.transform(tokens));
+  }
+  const positive = manifest.positive_polarity;
+  const negative: Polarity = positive === 2 ? 1 : 2;
+
+  function predictTokens(tokens: string[]): Prediction {
+    const positiveProbability = score(tokens);
+    const polarity = positiveProbability >= 0.5 ? positive : negative;
+    return {
+      polarity,
+      label: manifest.label_map[String(polarity)]!,
+      probability: polarity === positive ? positiveProbability : 1 - positiveProbability,
+      positiveProbability,
+    };
+  }
+  return {
+    manifest,
+    vectorizer,
+    engine,
+    predictTokens,
+    tokenizer,
+    predict: (review) => predictTokens(tokenizer.tokenizeReview(review)),
+  };
+}

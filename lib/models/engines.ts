@@ -1,0 +1,24 @@
+/**
+ * The model engines this build can train and load. A model artifact names its engine; evaluate, predict
+ * and the HTTP API look it up here, so they load any family without knowing it in advance.
+ *
+ * @module
+ */
+import { deserializeForest, MODEL_FORMAT as FOREST_FORMAT } from "./forest/model_format.ts";
+import { deserializeLinear, LINEAR_ENGINE_NAME } from "./linear/model_format.ts";
+import type { EngineCodec } from "./artifact.ts";
+
+/** The project's sparse random forest (`lib/models/forest/`): scores vocabulary ids. */
+export const FOREST_ENGINE: EngineCodec = {
+  name: FOREST_FORMAT,
+  decode: (bytes) => deserializeForest(bytes),
+};
+
+/** The fastText-style linear model over hashed n-grams (`lib/models/linear/`): scores tokens. */
+export const LINEAR_ENGINE: EngineCodec = {
+  name: LINEAR_ENGINE_NAME,
+  decode: (bytes) => deserializeLinear(bytes),
+};
+
+/** Every engine this build can load. */
+export const ENGINES: readonly EngineCodec[] = [FOREST_ENGINE, LINEAR_ENGINE];

@@ -1,0 +1,319 @@
+/**
+ * The train stage's work, apart from MLflow: find the processed batches and train one of the two model
+ * families on them. `scripts/train.ts` wraps it in an MLflow run.
+ *
+ * - `forest` ({@linkcode trainSentimentModel}): two streamed passes over the processed files: the first
+ *   counts document frequencies for the vocabulary, the second turns each review into its sorted feature
+ *   ids. Only the ids (4 bytes per distinct term per review) are kept in memory, never the text; then the
+ *   forest is grown on them.
+ * - `linear` ({@linkcode trainLinearModel}): SGD in passes over the files (`lib/models/linear/`), with hashed
+ *   n-gram features, so memory does not grow with the number of reviews; it can continue training a
+ *   registered model (a warm start).
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { PipelineError } from "../core/errors.ts";
+import { type ForestParams, resolveForestParams, trainForest } from "./forest/forest.ts";
+import type { LinearModel } from "./linear/model.ts";
+import { LINEAR_ENGINE_NAME, serializeLinear } from "./linear/model_format.ts";
+import {
+  countRows,
+  type HoldoutSplit,
+  type LinearParams,
+  resolveLinearParams,
+  type TrainingFile,
+  trainLinear,
+} from "./linear/trainer.ts";
+import { MODEL_FORMAT as FOREST_ENGINE_NAME, serializeForest } from "./forest/model_format.ts";
+import { SparseDatasetBuilder } from "./forest/sparse_dataset.ts";
+import type { Forest } from "./forest/forest.ts";
+import { type ProcessedMeta, readProcessed, readProcessedMeta } from "../data/processed_data.ts";
+import { createProgress, type ProgressOptions } from "../core/progress.ts";
+import { describeTokenizerDifference, sameTokenizer, tokenizerInfo } from "../features/tokenizer.ts";
+import {
+  resolveVectorizerConfig,
+  type Vectorizer,
+  type VectorizerConfig,
+  VocabularyBuilder,
+} from "../features/vectorizer.ts";
+
+/** Where preprocess_batch writes, relative to the project root. */
+export const PROCESSED_DIR = "data/processed";
+
+/** A processed batch chosen for training. */
+export interface TrainingBatch {
+  index: number;
+  path: string;
+  meta: ProcessedMeta;
+}
+
+const BATCH_FILE = /^train_batch_(\d+)\.tsv$/;
+
+/** Indexes of the processed batches present in `dir`, ascending. */
+export async function listProcessedBatches(dir = PROCESSED_DIR): Promise<number[]> {
+  const found: number[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const match = entry.isFile ? BATCH_FILE.exec(entry.name) : null;
+      if (match) found.push(Number(match[1]));
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+  return found.sort((a, b) => a - b);
+}
+
+/**
+ * Resolves `--batches` values (numbers, or `all`) to processed batches, checking each exists and was
+ * tokenised by this build's tokenizer.
+ *
+ * @throws {PipelineError} naming a missing batch and the ones available, or a stale tokenizer version.
+ */
+export async function resolveTrainingBatches(
+  requested: readonly (number | "all")[],
+  dir = PROCESSED_DIR,
+): Promise<TrainingBatch[]> {
+  const available = await listProcessedBatches(dir);
+  const availableText = available.length > 0 ? available.join(", ") : "none";
+  let indexes: number[];
+  if (requested.includes("all")) {
+    if (available.length === 0) {
+      throw new PipelineError(
+        `no processed batches in ${dir}; run "deno task preprocess_batch N" for each batch first`,
+      );
+    }
+    indexes = available;
+  } else {
+    indexes = [...new Set(requested as number[])].sort((a, b) => a - b);
+  }
+  const batches: TrainingBatch[] = [];
+  for (const index of indexes) {
+    if (!available.includes(index)) {
+      throw new PipelineError(
+        `batch ${index} is not preprocessed (${join(dir, `train_batch_${index}.tsv`)} missing; ` +
+          `available: ${availableText}); run "deno task preprocess_batch ${index}"`,
+      );
+    }
+    const path = join(dir, `train_batch_${index}.tsv`);
+    const meta = await readProcessedMeta(path);
+    // The model records this build's tokenizer, and is served with it: its training tokens must be that
+    // tokenizer's, setting for setting, not just of the same version.
+    if (!sameTokenizer(meta.tokenizer, tokenizerInfo())) {
+      throw new PipelineError(
+        `${path} was tokenised with other tokenizer settings than this build's (${
+          describeTokenizerDifference(meta.tokenizer, tokenizerInfo())
+        }); rerun "deno task preprocess_batch ${index}"`,
+      );
+    }
+    batches.push({ index, path, meta });
+  }
+  return batches;
+}
+
+/** A 36-character digest of the training data (MLflow's dataset digest limit), from the files' SHA-256. */
+export function datasetDigest(metas: readonly ProcessedMeta[]): string {
+  const hash = createHash("sha256");
+  for (const meta of metas) hash.update(meta.output.sha256);
+  return hash.digest("hex").slice(0, 36);
+}
+
+/** Options of {@linkcode trainSentimentModel}. */
+export interface TrainModelOptions {
+  batches: readonly TrainingBatch[];
+  vectorizer?: Partial<VectorizerConfig>;
+  forest?: Partial<ForestParams>;
+  /** Web Workers growing trees. @default {navigator.hardwareConcurrency} */
+  workers?: number;
+  signal?: AbortSignal;
+  /** Progress display mode. */
+  progress?: ProgressOptions["mode"];
+  /** Called when a phase starts, for logs. */
+  onPhase?: (phase: "vocabulary" | "vectorize" | "fit", detail: Record<string, unknown>) => void;
+}
+
+/** A trained model and how it was made. */
+export interface TrainedModel {
+  vectorizer: Vectorizer;
+  forest: Forest;
+  engineName: string;
+  engineBytes: Uint8Array;
+  vectorizerConfig: VectorizerConfig;
+  forestParams: ForestParams;
+  rows: number;
+  positives: number;
+  seconds: { vocabulary: number; vectorize: number; fit: number };
+}
+
+/** Fits the vocabulary and the forest on the given processed batches. */
+export async function trainSentimentModel(options: TrainModelOptions): Promise<TrainedModel> {
+  const { batches, signal } = options;
+  const vectorizerConfig = resolveVectorizerConfig(options.vectorizer);
+  const forestParams = resolveForestParams(options.forest);
+  const totalRows = batches.reduce((sum, batch) => sum + batch.meta.rows, 0);
+  if (totalRows === 0) throw new PipelineError("the chosen batches hold no reviews; check data/processed");
+
+  options.onPhase?.("vocabulary", { rows: totalRows, ...vectorizerConfig });
+  let started = performance.now();
+  const builder = new VocabularyBuilder(vectorizerConfig);
+  let progress = createProgress("vocabulary", { total: totalRows, unit: "reviews", mode: options.progress });
+  let done = 0;
+  for (const batch of batches) {
+    for await (const row of readProcessed(batch.path, { signal })) {
+      builder.add(row.tokens);
+      progress.update(++done);
+    }
+  }
+  progress.finish();
+  const vectorizer = builder.finish();
+  const vocabularySeconds = (performance.now() - started) / 1000;
+  if (vectorizer.size === 0) {
+    throw new PipelineError(
+      `no term reaches --min-df ${vectorizerConfig.minDf} in ${totalRows} reviews; lower --min-df or add batches`,
+    );
+  }
+
+  options.onPhase?.("vectorize", { vocabulary: vectorizer.size });
+  started = performance.now();
+  const datasetBuilder = new SparseDatasetBuilder(vectorizer.size);
+  let positives = 0;
+  progress = createProgress("vectorize", { total: totalRows, unit: "reviews", mode: options.progress });
+  done = 0;
+  for (const batch of batches) {
+    for await (const row of readProcessed(batch.path, { signal })) {
+      const label = row.polarity === 2 ? 1 : 0;
+      positives += label;
+      datasetBuilder.addRow(vectorizer.transform(row.tokens), label);
+      progress.update(++done);
+    }
+  }
+  progress.finish();
+  const dataset = datasetBuilder.finish();
+  const vectorizeSeconds = (performance.now() - started) / 1000;
+  if (positives === 0 || positives === totalRows) {
+    throw new PipelineError(
+      `the chosen batches hold only ${
+        positives === 0 ? "negative" : "positive"
+      } reviews; a classifier needs both`,
+    );
+  }
+
+  options.onPhase?.("fit", { rows: dataset.numRows, nonZeros: dataset.nnz, ...forestParams });
+  started = performance.now();
+  progress = createProgress("fit", { total: forestParams.trees, unit: "trees", mode: options.progress });
+  const forest = await trainForest(dataset, forestParams, {
+    ...(options.workers !== undefined ? { workers: options.workers } : {}),
+    ...(signal ? { signal } : {}),
+    onProgress: (p) => progress.update(p.treesDone),
+  });
+  progress.finish();
+  const fitSeconds = (performance.now() - started) / 1000;
+
+  return {
+    vectorizer,
+    forest,
+    engineName: FOREST_ENGINE_NAME,
+    engineBytes: serializeForest(forest),
+    vectorizerConfig,
+    forestParams,
+    rows: totalRows,
+    positives,
+    seconds: { vocabulary: vocabularySeconds, vectorize: vectorizeSeconds, fit: fitSeconds },
+  };
+}
+
+/** The model families `train --model` offers. */
+export const MODEL_FAMILIES = ["forest", "linear"] as const;
+
+/** A model family. */
+export type ModelFamily = typeof MODEL_FAMILIES[number];
+
+/** The batches as the linear trainer reads them (the batch index is the hold-out split's file key). */
+export function trainingFilesOf(batches: readonly TrainingBatch[]): TrainingFile[] {
+  return batches.map((batch) => ({ path: batch.path, rows: batch.meta.rows, key: batch.index }));
+}
+
+/** Options of {@linkcode trainLinearModel}. */
+export interface TrainLinearModelOptions {
+  batches: readonly TrainingBatch[];
+  params?: Partial<LinearParams>;
+  /** Continue training this model (a warm start); its shape overrides `params`' dim, buckets and ngrams. */
+  initial?: LinearModel;
+  /** Hold these reviews out of training (a validation split). */
+  holdout?: HoldoutSplit;
+  signal?: AbortSignal;
+  /** Progress display mode. */
+  progress?: ProgressOptions["mode"];
+  /** Called when training starts, for logs. */
+  onPhase?: (phase: "fit", detail: Record<string, unknown>) => void;
+}
+
+/** A trained linear model and how it was made. */
+export interface TrainedLinearModel {
+  model: LinearModel;
+  engineName: string;
+  engineBytes: Uint8Array;
+  params: LinearParams;
+  /** Reviews per epoch. */
+  rows: number;
+  positives: number;
+  /** Mean training log loss of each epoch. */
+  epochLosses: number[];
+  seconds: { fit: number };
+}
+
+/**
+ * Trains a linear model on processed batches, or continues training `initial` on them.
+ *
+ * @param options Batches, parameters, optional warm-start model and hold-out split.
+ * @returns The model, its engine file and statistics.
+ * @throws {PipelineError} for empty batches, batches with one label only, or malformed files.
+ */
+export async function trainLinearModel(options: TrainLinearModelOptions): Promise<TrainedLinearModel> {
+  const shape = options.initial?.shape;
+  const params = resolveLinearParams({
+    ...options.params,
+    ...(shape ? { dim: shape.dim, buckets: shape.buckets, ngrams: shape.ngrams } : {}),
+  });
+  const files = trainingFilesOf(options.batches);
+  const totalRows = files.reduce((sum, file) => sum + file.rows, 0);
+  if (totalRows === 0) throw new PipelineError("the chosen batches hold no reviews; check data/processed");
+  options.onPhase?.("fit", {
+    rows: totalRows,
+    ...params,
+    ...(options.initial ? { warm_start_examples: options.initial.history.examples } : {}),
+  });
+  const filter = options.holdout ? { holdout: options.holdout, side: "train" as const } : undefined;
+  const progress = createProgress("fit", {
+    total: countRows(files, filter) * params.epochs,
+    unit: "reviews",
+    mode: options.progress,
+  });
+  const result = await trainLinear({
+    files,
+    params,
+    ...(options.initial ? { initial: options.initial } : {}),
+    ...(options.holdout ? { holdout: options.holdout } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    onProgress: (p) => progress.update(p.done),
+  });
+  progress.finish();
+  if (result.positives === 0 || result.positives === result.rows) {
+    throw new PipelineError(
+      `the chosen batches hold only ${
+        result.positives === 0 ? "negative" : "positive"
+      } reviews; a classifier needs both`,
+    );
+  }
+  return {
+    model: result.model,
+    engineName: LINEAR_ENGINE_NAME,
+    engineBytes: serializeLinear(result.model),
+    params,
+    rows: result.rows,
+    positives: result.positives,
+    epochLosses: result.epochLosses,
+    seconds: { fit: result.seconds },
+  };
+}
