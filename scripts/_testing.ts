@@ -274,6 +274,14 @@ export interface TestMlflowServer extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
+/** A loopback port nothing listens on right now. */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
 /** Options of {@linkcode testMlflowServer}. */
 export interface TestMlflowServerOptions {
   /** The `mlflow` executable. @default {".venv/bin/mlflow"} */
@@ -286,13 +294,10 @@ export interface TestMlflowServerOptions {
  * A dedicated MLflow server for tests that stop, restart or reconfigure it (the shared test server at
  * MLFLOW_TRACKING_URI must stay up for the other tests). It runs through `tools/mlflow_server.sh`, with
  * one worker and its data in `.tmp-test/<name>/`, wiped before the first start; disposing it stops it.
+ * It listens on a port free when it is created, so two test runs on one machine never share it.
  */
-export function testMlflowServer(
-  name: string,
-  port: number,
-  options: TestMlflowServerOptions = {},
-): TestMlflowServer {
-  const uri = `http://127.0.0.1:${port}`;
+export function testMlflowServer(name: string, options: TestMlflowServerOptions = {}): TestMlflowServer {
+  const uri = `http://127.0.0.1:${freePort()}`;
   const data = join(REPO_ROOT, ".tmp-test", name);
   const script = join(REPO_ROOT, "tools", "mlflow_server.sh");
   const mlflow = options.mlflow ?? join(REPO_ROOT, ".venv", "bin", "mlflow");

@@ -1,7 +1,7 @@
 /**
  * Reliability, faults: MLflow unreachable at start, dropped connections and failed uploads (through a
  * fault-injecting proxy in front of the real test server), a real MLflow server stopped and started again
- * in the middle of a training run (a dedicated server on port 5502), stages killed half way (SIGKILL,
+ * in the middle of a training run (a dedicated server on a free port), stages killed half way (SIGKILL,
  * SIGTERM, SIGINT), and idempotent reruns.
  *
  * Needs the shared test server at MLFLOW_TRACKING_URI (`make mlflow-test`, port 5501) and `.venv/bin/mlflow`
@@ -280,7 +280,7 @@ Deno.test("MlflowClient re-sends any call whose connection was refused after fir
 // A real MLflow server restarted during a run
 
 Deno.test("train survives a real MLflow server stopped and started again during the run, and ends FINISHED", async () => {
-  await using server = testMlflowServer("mlflow-restart", 5502);
+  await using server = testMlflowServer("mlflow-restart");
   await server.start();
   const client = await requireServer(server.uri);
   await using root = await createProjectRoot();

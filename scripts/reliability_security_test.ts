@@ -2,7 +2,7 @@
  * Reliability, security: what each stage's permission set denies (a probe script run under every set),
  * secrets that must never surface (canary credentials through the whole pipeline, then a search of every
  * output, file, MLflow param, tag and artifact), artifact locations from MLflow that must not be trusted,
- * and a real MLflow server with basic authentication (a dedicated server on port 5503).
+ * and a real MLflow server with basic authentication (a dedicated server on a free port).
  *
  * Needs the shared test server at MLFLOW_TRACKING_URI (`make mlflow-test`, port 5501), and MLflow's auth
  * extra in `.venv` (`pip install "mlflow[auth]==3.17.2"`, i.e. Flask-WTF) for the basic-auth server.
@@ -454,7 +454,7 @@ Deno.test("against an MLflow server with basic auth, stages work with the creden
     `#!/bin/sh\nexec "${REPO_ROOT}/.venv/bin/mlflow" "$@" --app-name basic-auth\n`,
     { mode: 0o755 },
   );
-  await using server = testMlflowServer("mlflow-auth", 5503, {
+  await using server = testMlflowServer("mlflow-auth", {
     mlflow: `${conf}/bin/mlflow`,
     env: {
       MLFLOW_AUTH_CONFIG_PATH: `${conf}/basic_auth.ini`,
@@ -498,21 +498,26 @@ Deno.test("against an MLflow server with basic auth, stages work with the creden
     );
     assert.equal(JSON.parse(predict.stdout).model_version, "1");
   });
+  const at = `^error: MLflow at ${server.uri.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}`;
   const cases: [string, Record<string, string>, RegExp][] = [
     [
       "a wrong password",
       { MLFLOW_TRACKING_USERNAME: "admin", MLFLOW_TRACKING_PASSWORD: "wrong-password-canary" },
-      /^error: MLflow at http:\/\/127\.0\.0\.1:5503 rejected the credentials \(401 on GET .*\); check MLFLOW_TRACKING_USERNAME\/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN$/,
+      new RegExp(
+        `${at} rejected the credentials \\(401 on GET .*\\); check MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN$`,
+      ),
     ],
     [
       "no credentials",
       {},
-      /^error: MLflow at http:\/\/127\.0\.0\.1:5503 requires authentication \(401 on GET .*\); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD/,
+      new RegExp(
+        `${at} requires authentication \\(401 on GET .*\\); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD`,
+      ),
     ],
     [
       "a bearer token, which basic auth does not take",
       { MLFLOW_TRACKING_TOKEN: "token-canary-value" },
-      /^error: MLflow at http:\/\/127\.0\.0\.1:5503 rejected the credentials \(401/,
+      new RegExp(`${at} rejected the credentials \\(401`),
     ],
   ];
   for (const [what, credentials, message] of cases) {
