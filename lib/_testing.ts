@@ -88,3 +88,70 @@ export const TOKENIZER_BEFORE_LEXICON: Readonly<TokenizerInfo> = Object.freeze({
   maxWordLength: 40,
   lemmatizer: null,
 });
+
+/** Runs a program; true when it exited 0. For the mount helpers below (tests run as root in CI). */
+async function succeeds(program: string, args: string[]): Promise<boolean> {
+  try {
+    const { code } = await new Deno.Command(program, { args, stdout: "null", stderr: "null" }).output();
+    return code === 0;
+  } catch {
+    return false; // not installed, or not granted to the tests
+  }
+}
+
+/** A file system mounted for a test; unmounted on dispose. */
+export interface TestMount extends AsyncDisposable {
+  /** The mount point. */
+  path: string;
+}
+
+async function unmountOnDispose(path: string): Promise<TestMount> {
+  return {
+    path,
+    async [Symbol.asyncDispose]() {
+      // Lazy, so a file a failed test left open never keeps the mount (and the scratch folder) alive.
+      await succeeds("umount", ["-l", path]);
+    },
+  };
+}
+
+/**
+ * Mounts a tmpfs of `bytes` at `path` (created if needed), or returns `undefined` when mounting is not
+ * allowed here (not root, no `mount`): the caller then skips and says so.
+ */
+export async function mountTmpfs(path: string, bytes: number): Promise<TestMount | undefined> {
+  await Deno.mkdir(path, { recursive: true });
+  if (!(await succeeds("mount", ["-t", "tmpfs", "-o", `size=${bytes},mode=755`, "tmpfs", path]))) {
+    return undefined;
+  }
+  return await unmountOnDispose(path);
+}
+
+/**
+ * Bind-mounts `path` onto itself read-only, so everything in it stays readable and nothing can be
+ * written, or returns `undefined` when mounting is not allowed here.
+ */
+export async function mountReadOnly(path: string): Promise<TestMount | undefined> {
+  if (!(await succeeds("mount", ["--bind", path, path]))) return undefined;
+  if (!(await succeeds("mount", ["-o", "remount,bind,ro", path]))) {
+    await succeeds("umount", ["-l", path]);
+    return undefined;
+  }
+  return await unmountOnDispose(path);
+}
+
+/** Whether this process may mount file systems (root with `mount` granted); checked once, on a scratch folder. */
+export async function canMount(): Promise<boolean> {
+  await Deno.mkdir(SCRATCH_ROOT, { recursive: true });
+  const probe = await Deno.makeTempDir({ dir: SCRATCH_ROOT, prefix: "mount-probe-" });
+  try {
+    await using mount = await mountTmpfs(probe, 65536);
+    return mount !== undefined;
+  } finally {
+    await Deno.remove(probe, { recursive: true }).catch(() => {});
+  }
+}
+
+/** The line a test prints when it cannot mount here, so the run's output says what was not tested. */
+export const MOUNT_SKIP_NOTE =
+  "skipped: mounting a tmpfs or a read-only bind mount needs root (CI runs as root); this test did not run";

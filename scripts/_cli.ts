@@ -1,6 +1,7 @@
 /**
  * The command-line contract every stage shares: `--help` (exit 0), a usage error (one line plus usage on
- * stderr, exit 2), an expected failure (one line `error: ...` on stderr, exit 1, no stack trace), `--json`
+ * stderr, exit 2), an expected failure or a file-system fault (a full disk, a read-only mount: one line
+ * `error: ...` on stderr, exit 1, no stack trace), `--json`
  * (exactly one JSON object on stdout), Ctrl-C (exit 130). Stage scripts call {@linkcode runStage} from
  * `if (import.meta.main)`; this is the only module that calls `Deno.exit`.
  *
@@ -10,6 +11,7 @@ import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { exists } from "../lib/core/atomic_file.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
 import { createLogger, type Logger } from "../lib/core/log.ts";
+import { describeFsError } from "../lib/core/os_error.ts";
 
 /** What a stage declares about its command line. */
 export interface StageSpec {
@@ -182,7 +184,14 @@ export async function runStage(
       writeOut("stderr", `error: ${firstLine(error.message)}`);
       Deno.exit(1);
     }
-    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+    // A full disk, a read-only mount, a folder owned by someone else, too many open files: the OS refused.
+    const described = await describeFsError(error);
+    if (described !== undefined) {
+      writeOut("stderr", `error: ${firstLine(described.message)}`);
+      Deno.exit(1);
+    }
+    // Deno's sandbox refused (PermissionDenied is the file system's refusal, handled above).
+    if (error instanceof Deno.errors.NotCapable) {
       writeOut(
         "stderr",
         `error: ${

@@ -362,7 +362,11 @@ Deno.test("ingest killed with SIGKILL leaves only .partial files; the next stage
   });
   assert.notEqual(run.code, 0, "ingest was killed before it finished");
   const left = Object.keys(await snapshot(root.resolve("data/raw")));
-  assert.ok(left.every((file) => file.endsWith(".partial")), `only partial files: ${left}`);
+  // The dead run's lock file stays too: its kernel lock went with the process, so the next run takes it over.
+  assert.ok(
+    left.every((file) => file.endsWith(".partial") || file === ".lock"),
+    `only partial files: ${left}`,
+  );
   const split = await runTask(root, "split_batches", [], { timeoutMs: STAGE_TIMEOUT_MS });
   assert.equal(split.code, 1);
   assert.deepEqual(errorLines(split), [
@@ -414,7 +418,11 @@ Deno.test("split_batches killed at any point leaves whole files of the old or th
     if (run.code !== 0) killed++;
     const files = await snapshot(batches);
     for (const [file, digest] of Object.entries(files)) {
-      if (file.startsWith(".staging/") || file === "manifest.json" || file === "rejects.csv") continue;
+      if (
+        file.startsWith(".staging") || file === ".lock" || file === "manifest.json" || file === "rejects.csv"
+      ) {
+        continue;
+      }
       assert.ok(
         digest === oldSplit.get(file) || digest === newSplit.get(file),
         `killed after ${afterMs} ms: ${file} is neither a whole old nor a whole new batch`,
@@ -440,7 +448,11 @@ Deno.test("split_batches killed at any point leaves whole files of the old or th
       expected,
       `killed after ${afterMs} ms: the rerun gives exactly the new split`,
     );
-    assert.ok(!Object.keys(after).some((file) => file.includes(".staging") || file.endsWith(".partial")));
+    assert.ok(
+      !Object.keys(after).some((file) =>
+        file.includes(".staging") || file.endsWith(".partial") || file === ".lock"
+      ),
+    );
   }
   assert.ok(killed >= 2, `only ${killed} of 5 kills landed before the split finished; make the input larger`);
 });

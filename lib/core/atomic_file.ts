@@ -1,19 +1,35 @@
 /**
  * Atomic, buffered, checksummed file output.
  *
- * A stage writes to `<path>.partial` and renames it to `<path>` only once everything was written and
- * flushed to disk, so the next stage never reads a half-written file, and a killed stage leaves at most a
- * `.partial` file that the next run overwrites. {@linkcode exists} tells whether such a file (or any
- * path) is there.
+ * A stage writes to a temporary file beside the output, `<path>.<run>.partial`, and renames it to `<path>`
+ * only once everything was written and flushed to disk, so the next stage never reads a half-written file.
+ * The temporary name is unique to the writing process (pid and a random part) and is created exclusively
+ * (`O_CREAT|O_EXCL`): two runs never write the same file, and a file or a symbolic link already at that
+ * name makes the write fail instead of being written through. An output path that is a symbolic link is
+ * refused too. A killed stage leaves at most `.partial` files, which the next run removes with
+ * {@linkcode removeStalePartials} once it holds the folder's lock. A file-system failure (a full disk, a
+ * read-only mount, ...) is rethrown as a one-line {@linkcode FileSystemError}, after the temporary file was
+ * removed. {@linkcode exists} tells whether a path is there.
  *
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
+import { join } from "node:path";
+import { PipelineError } from "./errors.ts";
+import { describeFsError, type FileSystemError } from "./os_error.ts";
 
 /** Suffix of a file still being written. */
 export const PARTIAL_SUFFIX = ".partial";
 
 const FLUSH_BYTES = 1 << 20;
+
+/** This process's part of every temporary name: pid and 32 random bits. */
+const RUN_TAG = `${Deno.pid}-${crypto.getRandomValues(new Uint32Array(1))[0]!.toString(16).padStart(8, "0")}`;
+
+/** The temporary name of `path` for this process: `<path>.<pid>-<random>.partial`. */
+export function partialPath(path: string): string {
+  return `${path}.${RUN_TAG}${PARTIAL_SUFFIX}`;
+}
 
 /** Summary of a committed file. */
 export interface CommittedFile {
@@ -25,9 +41,44 @@ export interface CommittedFile {
   sha256: string;
 }
 
+/** Options of {@linkcode AtomicTextWriter.create}. */
+export interface AtomicWriterOptions {
+  /**
+   * The size the file will have, when the caller can tell; a full disk's message then says how much the
+   * write needs.
+   */
+  expectedBytes?: number;
+  /** The path to name in messages, when the file is written somewhere else first (a staging folder). */
+  label?: string;
+}
+
 /**
- * A text file written through a 1 MB buffer to `<path>.partial`, renamed to `<path>` on
- * {@linkcode AtomicTextWriter.commit}. Disposing it without committing removes the partial file.
+ * Refuses to write `path` when it is a symbolic link: renaming over it would be safe, but the user who
+ * made it expects the data where it points, and a stage never writes through a link.
+ *
+ * @throws {PipelineError} `<path> is a symbolic link (to <target>); ...`.
+ */
+export async function refuseSymlink(path: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return;
+    throw (await describeFsError(error, { path })) ?? error;
+  }
+  if (!info.isSymlink) return;
+  const target = await Deno.readLink(path).catch(() => "elsewhere");
+  throw new PipelineError(
+    `${path} is a symbolic link (to ${target}); a stage never writes through a link: remove it ` +
+      `(rm ${path}) and run again`,
+  );
+}
+
+/**
+ * A text file written through a 1 MB buffer to a temporary file created exclusively beside `path`, and
+ * renamed to `path` on {@linkcode AtomicTextWriter.commit} (or {@linkcode AtomicTextWriter.finish}, then
+ * {@linkcode AtomicTextWriter.publish}, to publish several files together). Disposing it without
+ * committing removes the temporary file.
  *
  * @example Usage
  * ```ts ignore
@@ -46,18 +97,42 @@ export class AtomicTextWriter implements AsyncDisposable {
   #pending: string[] = [];
   #pendingLength = 0;
   #bytes = 0;
+  #expectedBytes: number | undefined;
+  #label: string;
+  #finished: CommittedFile | undefined;
   #done = false;
 
-  private constructor(path: string, file: Deno.FsFile) {
+  private constructor(path: string, partial: string, file: Deno.FsFile, options: AtomicWriterOptions) {
     this.path = path;
-    this.partialPath = path + PARTIAL_SUFFIX;
+    this.partialPath = partial;
     this.#file = file;
+    this.#expectedBytes = options.expectedBytes;
+    this.#label = options.label ?? path;
   }
 
-  /** Opens `<path>.partial` for writing, truncating any leftover from an interrupted run. */
-  static async create(path: string): Promise<AtomicTextWriter> {
-    const file = await Deno.open(path + PARTIAL_SUFFIX, { write: true, create: true, truncate: true });
-    return new AtomicTextWriter(path, file);
+  /**
+   * Creates this run's temporary file for `path`, exclusively.
+   *
+   * @throws {PipelineError} When `path` is a symbolic link, or when something already exists at the
+   * temporary name (a link planted there), or a {@linkcode FileSystemError} (read-only, not writable, ...).
+   */
+  static async create(path: string, options: AtomicWriterOptions = {}): Promise<AtomicTextWriter> {
+    await refuseSymlink(path);
+    const partial = partialPath(path);
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(partial, { write: true, createNew: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.AlreadyExists) {
+        throw new PipelineError(
+          `${partial} already exists (a file or link nobody should have made); remove it and run again`,
+          { cause: error },
+        );
+      }
+      const shown = options.label ?? path;
+      throw (await describeFsError(error, { path: shown, neededBytes: options.expectedBytes })) ?? error;
+    }
+    return new AtomicTextWriter(path, partial, file, options);
   }
 
   /** Bytes written so far (flushed or buffered). */
@@ -83,22 +158,63 @@ export class AtomicTextWriter implements AsyncDisposable {
     this.#pending = [];
     this.#pendingLength = 0;
     this.#hash.update(bytes);
-    this.#bytes += bytes.length;
     let offset = 0;
-    while (offset < bytes.length) offset += await this.#file.write(bytes.subarray(offset));
+    try {
+      while (offset < bytes.length) offset += await this.#file.write(bytes.subarray(offset));
+    } catch (error) {
+      throw await this.#fail(error, offset);
+    }
+    this.#bytes += bytes.length;
+  }
+
+  /** Removes the temporary file and explains `error` (a full disk: how much was written and is needed). */
+  async #fail(error: unknown, extra = 0): Promise<unknown> {
+    await this.abort();
+    return (await describeFsError(error, {
+      path: this.#label,
+      writtenBytes: this.#bytes + extra,
+      neededBytes: this.#expectedBytes,
+    })) ?? error;
+  }
+
+  /**
+   * Flushes, syncs and closes the temporary file, without renaming it yet; {@linkcode publish} does.
+   * Finishing every file of a set before publishing any means a full disk fails before anything changed.
+   */
+  async finish(): Promise<CommittedFile> {
+    if (this.#finished) return this.#finished;
+    await this.#flush();
+    try {
+      await this.#file.syncData();
+      this.#file.close();
+    } catch (error) {
+      throw await this.#fail(error);
+    }
+    this.#finished = { path: this.path, bytes: this.#bytes, sha256: this.#hash.digest("hex") };
+    return this.#finished;
+  }
+
+  /** Renames the finished temporary file into place. */
+  async publish(): Promise<CommittedFile> {
+    const finished = await this.finish();
+    if (this.#done) throw new Error(`${this.path} was already published or aborted`);
+    try {
+      await refuseSymlink(this.path);
+      await Deno.rename(this.partialPath, this.path);
+    } catch (error) {
+      throw await this.#fail(error);
+    }
+    this.#done = true;
+    return finished;
   }
 
   /** Flushes, syncs, closes and renames the file into place. */
   async commit(): Promise<CommittedFile> {
-    await this.#flush();
-    await this.#file.syncData();
-    this.#file.close();
-    this.#done = true;
-    await Deno.rename(this.partialPath, this.path);
-    return { path: this.path, bytes: this.#bytes, sha256: this.#hash.digest("hex") };
+    await this.finish();
+    return await this.publish();
   }
 
-  /** Closes and deletes the partial file; the final path is left untouched. */
+  /** Closes and deletes the temporary file; the final path is left untouched. */
   async abort(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
@@ -113,10 +229,58 @@ export class AtomicTextWriter implements AsyncDisposable {
   }
 }
 
+/**
+ * Finishes every writer (flush, sync) before renaming any, then renames them in order: a full disk or a
+ * read-only mount fails before any output changed. On failure every temporary file is removed.
+ *
+ * @param writers The files to publish, in the order they are renamed (put the file that vouches for the
+ * others, a manifest, last).
+ */
+export async function publishAll(writers: readonly AtomicTextWriter[]): Promise<CommittedFile[]> {
+  try {
+    for (const writer of writers) await writer.finish();
+    const committed: CommittedFile[] = [];
+    for (const writer of writers) committed.push(await writer.publish());
+    return committed;
+  } catch (error) {
+    for (const writer of writers) await writer.abort();
+    throw error;
+  }
+}
+
 /** Writes a whole small file (a manifest, a report) atomically. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  await Deno.writeTextFile(path + PARTIAL_SUFFIX, text);
-  await Deno.rename(path + PARTIAL_SUFFIX, path);
+export async function writeFileAtomic(path: string, text: string): Promise<CommittedFile> {
+  await using writer = await AtomicTextWriter.create(path);
+  writer.write(text);
+  return await writer.commit();
+}
+
+/**
+ * Removes the temporary files (`<name>.<run>.partial`, and the `<name>.partial` of older versions) that
+ * killed runs left in `dir`. Call it only while holding the folder's lock, so no live run owns them.
+ *
+ * @param dir The folder.
+ * @param names The output names whose leftovers to remove; all `.partial` files when omitted.
+ * @returns The names removed.
+ */
+export async function removeStalePartials(dir: string, names?: readonly string[]): Promise<string[]> {
+  const removed: string[] = [];
+  let entries: Deno.DirEntry[];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return removed;
+    throw (await describeFsError(error, { path: dir })) ?? error;
+  }
+  for (const entry of entries) {
+    if (entry.isDirectory || !entry.name.endsWith(PARTIAL_SUFFIX)) continue;
+    const stem = entry.name.slice(0, -PARTIAL_SUFFIX.length);
+    const base = stem.replace(/\.\d+-[0-9a-f]{8}$/, "");
+    if (names !== undefined && !names.includes(base)) continue;
+    await Deno.remove(join(dir, entry.name)).catch(() => {});
+    removed.push(entry.name);
+  }
+  return removed;
 }
 
 /**

@@ -8,14 +8,16 @@
  * `lines read = rows + rejected` holds and concatenating the batches gives back the input's accepted lines.
  * The new files are written into a staging folder and moved into place only when all of them are complete,
  * so an interrupted run leaves the previous split untouched; files of an earlier, larger split are removed
- * only after that. Two splits must not run in the same folder at the same time (they would share the
- * staging folder).
+ * only after that. A split holds the output folder's lock (`.lock`) from start to end, so a second split of the
+ * same folder refuses, naming the first.
  *
  * @module
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { AtomicTextWriter, writeFileAtomic } from "../core/atomic_file.ts";
+import { AtomicTextWriter, partialPath, refuseSymlink } from "../core/atomic_file.ts";
+import { lockOutputs } from "../core/lock.ts";
+import { withFsErrors } from "../core/os_error.ts";
 import { quoteCsvField } from "./csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -31,7 +33,7 @@ export const REJECTS_FILE = "rejects.csv";
 export const MANIFEST_VERSION = 1;
 
 const BATCH_FILE = /^train_batch_(0|[1-9]\d*)\.csv$/;
-const BATCH_PARTIAL = /^train_batch_\d+\.csv\.partial$/;
+const BATCH_PARTIAL = /^train_batch_\d+\.csv(\.\d+-[0-9a-f]{8})?\.partial$/;
 const STAGING_DIR = ".staging";
 
 /** Name of batch file `index`, e.g. `train_batch_0.csv`. */
@@ -291,7 +293,7 @@ export async function splitBatches(options: SplitBatchesOptions): Promise<SplitB
     throw error;
   }
   if (!info.isFile) throw new PipelineError(`${input} is not a file; point the stage at a CSV file`);
-  await Deno.mkdir(outputDir, { recursive: true });
+  await using _lock = await lockOutputs(outputDir, { stage: "split_batches", log, signal });
 
   // A first pass is needed to count lines for --num-batches, or to hash the input when a previous split
   // could be reused; hashing is several times faster than splitting, so checking first pays off.
@@ -321,9 +323,12 @@ export async function splitBatches(options: SplitBatchesOptions): Promise<SplitB
     log?.info("splitting again: the input changed since the last split");
   }
 
-  const staging = join(outputDir, STAGING_DIR);
-  await removeIfExists(staging, true); // leftover of a killed run
-  await Deno.mkdir(staging);
+  // The staging folder's name is this run's own, made exclusively; a killed run's is removed under the lock.
+  for await (const entry of Deno.readDir(outputDir)) {
+    if (entry.name.startsWith(STAGING_DIR)) await removeIfExists(join(outputDir, entry.name), true);
+  }
+  const staging = partialPath(join(outputDir, STAGING_DIR));
+  await withFsErrors({ path: staging }, () => Deno.mkdir(staging));
   try {
     const manifest = await writeStaged(options, staging, request, info.size, scan?.lines);
     if (manifest.rows === 0) {
@@ -375,7 +380,12 @@ async function writeStaged(
   const target = (index: number): number =>
     request.num_batches === null ? request.batch_size! : splitTarget(lineCount!, request.num_batches, index);
 
-  await using rejects = await AtomicTextWriter.create(join(staging, REJECTS_FILE));
+  // Named in messages by their final paths; a full disk's message says the split needs about the input's size.
+  const writerOptions = (name: string) => ({ label: join(options.outputDir, name), expectedBytes: total });
+  await using rejects = await AtomicTextWriter.create(
+    join(staging, REJECTS_FILE),
+    writerOptions(REJECTS_FILE),
+  );
   rejects.write("line,reason,raw\n");
   const byReason: Record<string, number> = {};
   const onReject = (row: RejectedRow): Promise<void> | undefined => {
@@ -402,7 +412,8 @@ async function writeStaged(
     while (!(next = await lines.next()).done) {
       const { line, raw } = next.value;
       if (writer === undefined) {
-        writer = await AtomicTextWriter.create(join(staging, batchFileName(batches.length)));
+        const name = batchFileName(batches.length);
+        writer = await AtomicTextWriter.create(join(staging, name), writerOptions(name));
         rows = 0;
         firstLine = line;
       }
@@ -454,17 +465,23 @@ async function commitBatch(
 }
 
 /**
- * Moves a complete staged split into `outputDir`: the old manifest goes first (so a crash in between never
- * leaves a manifest describing other files), then the files, then the new manifest, then the files of an
- * earlier, larger split.
+ * Moves a complete staged split into `outputDir`. The new manifest is written and synced first (a full disk
+ * fails before anything changed) and no target may be a symbolic link; then the old manifest goes (so a
+ * crash in between never leaves a manifest describing other files), then the files, then the new manifest,
+ * then the files of an earlier, larger split.
  */
 async function publish(outputDir: string, staging: string, manifest: BatchManifest): Promise<void> {
+  await using manifestOut = await AtomicTextWriter.create(join(outputDir, MANIFEST_FILE));
+  manifestOut.write(JSON.stringify(manifest, null, 2) + "\n");
+  await manifestOut.finish();
+  const names = [...manifest.batches.map((batch) => batch.file), REJECTS_FILE];
+  for (const name of names) await refuseSymlink(join(outputDir, name));
   await removeIfExists(join(outputDir, MANIFEST_FILE));
-  for (const batch of manifest.batches) {
-    await Deno.rename(join(staging, batch.file), join(outputDir, batch.file));
+  for (const name of names) {
+    const target = join(outputDir, name);
+    await withFsErrors({ path: target }, () => Deno.rename(join(staging, name), target));
   }
-  await Deno.rename(join(staging, REJECTS_FILE), join(outputDir, REJECTS_FILE));
-  await writeFileAtomic(join(outputDir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
+  await manifestOut.publish();
   for await (const entry of Deno.readDir(outputDir)) {
     const match = BATCH_FILE.exec(entry.name);
     const stale = match ? Number(match[1]) >= manifest.batches.length : BATCH_PARTIAL.test(entry.name);

@@ -16,7 +16,8 @@
  */
 import { createHash } from "node:crypto";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
-import { AtomicTextWriter, type CommittedFile, fileSize, writeFileAtomic } from "../core/atomic_file.ts";
+import { AtomicTextWriter, type CommittedFile, fileSize, publishAll } from "../core/atomic_file.ts";
+import { lockOutputs } from "../core/lock.ts";
 import { formatReviewLine, quoteCsvField } from "./csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import {
@@ -723,16 +724,17 @@ interface Written {
 }
 
 /**
- * Writes train.csv, test.csv and rejects.csv to `.partial` files and renames all three only once both
- * inputs were read completely; on any failure the writers' disposal removes the partial files.
+ * Writes train.csv, test.csv and rejects.csv to temporary files, then the manifest `manifestFor` makes of
+ * them, and renames all four only once everything was written and synced (a full disk fails before any
+ * output changed); on any failure the writers' disposal removes the temporary files.
  */
 async function writeOutputs(
   source: IngestSource,
   plan: InputPlan | undefined,
   options: IngestOptions,
-): Promise<Written> {
+  manifestFor: (written: Written) => IngestManifest,
+): Promise<{ written: Written; manifest: IngestManifest }> {
   const { rawDir, log } = options;
-  await Deno.mkdir(rawDir, { recursive: true });
   await using train = await AtomicTextWriter.create(join(rawDir, "train.csv"));
   await using test = await AtomicTextWriter.create(join(rawDir, "test.csv"));
   await using rejectsOut = await AtomicTextWriter.create(join(rawDir, REJECTS_FILE));
@@ -753,17 +755,24 @@ async function writeOutputs(
     }
   }
 
-  // Commit: the old manifest goes first, so a crash between the renames leaves no manifest (= not up to
+  const files = {} as Record<DatasetFile, FileReport>;
+  for (const file of DATASET_FILES) {
+    const { bytes, sha256 } = await outputs[file].finish();
+    files[file] = { file: `${file}.csv`, origin: origins[file], ...counts[file], bytes, sha256 };
+  }
+  const written = { files, rejects: await rejectsOut.finish(), rejectedRows: rejects.rows };
+  const manifest = manifestFor(written);
+  await using manifestOut = await AtomicTextWriter.create(join(rawDir, MANIFEST_FILE));
+  manifestOut.write(JSON.stringify(manifest, null, 2) + "\n");
+  await manifestOut.finish();
+
+  // Publish: the old manifest goes first, so a crash between the renames leaves no manifest (= not up to
   // date, the next run redoes it) rather than a manifest that describes a mix of old and new files.
   await Deno.remove(join(rawDir, MANIFEST_FILE)).catch((error) => {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
   });
-  const files = {} as Record<DatasetFile, FileReport>;
-  for (const file of DATASET_FILES) {
-    const { bytes, sha256 } = await outputs[file].commit();
-    files[file] = { file: `${file}.csv`, origin: origins[file], ...counts[file], bytes, sha256 };
-  }
-  return { files, rejects: await rejectsOut.commit(), rejectedRows: rejects.rows };
+  await publishAll([train, test, rejectsOut, manifestOut]);
+  return { written, manifest };
 }
 
 /** The source as shown in the summary and in `--json`: `sample`, `kaggle`, the path or the URL (redacted). */
@@ -813,6 +822,8 @@ export async function ingest(options: IngestOptions): Promise<IngestResult> {
     ? planKaggle(source, options)
     : undefined;
   const key = sourceKey(source, plan, options.limit);
+  // One ingest at a time per raw folder: a second run would mix its rows into the same outputs.
+  await using _lock = await lockOutputs(rawDir, { stage: "ingest", log, signal: options.signal });
 
   if (!options.force) {
     const current = await isUpToDate(rawDir, key);
@@ -826,25 +837,29 @@ export async function ingest(options: IngestOptions): Promise<IngestResult> {
   }
 
   let written: Written;
+  let manifest: IngestManifest;
   try {
-    // Downloads come first: data/raw is not touched (not even with .partial files) until there is data.
+    // Downloads come first: data/raw gets no temporary file until there is data.
     await plan?.prepare();
-    written = await writeOutputs(source, plan, options);
+    ({ written, manifest } = await writeOutputs(source, plan, options, (done) => ({
+      version: 1,
+      source: describeSource(source, plan),
+      key,
+      limit: options.limit ?? null,
+      createdAt: new Date().toISOString(),
+      durationMs: Math.round(performance.now() - started),
+      files: done.files,
+      rejects: {
+        file: REJECTS_FILE,
+        rows: done.rejectedRows,
+        bytes: done.rejects.bytes,
+        sha256: done.rejects.sha256,
+      },
+    })));
   } finally {
     await plan?.close();
   }
-  const { files, rejects: rejectsFile, rejectedRows } = written;
-  const manifest: IngestManifest = {
-    version: 1,
-    source: describeSource(source, plan),
-    key,
-    limit: options.limit ?? null,
-    createdAt: new Date().toISOString(),
-    durationMs: Math.round(performance.now() - started),
-    files,
-    rejects: { file: REJECTS_FILE, rows: rejectedRows, bytes: rejectsFile.bytes, sha256: rejectsFile.sha256 },
-  };
-  await writeFileAtomic(join(rawDir, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + "\n");
+  const { files, rejectedRows } = written;
   await plan?.cleanup();
   for (const file of DATASET_FILES) {
     log.info(

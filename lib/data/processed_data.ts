@@ -15,7 +15,7 @@
  * @module
  */
 import { basename } from "node:path";
-import { AtomicTextWriter, type CommittedFile, writeFileAtomic } from "../core/atomic_file.ts";
+import { AtomicTextWriter, type CommittedFile, publishAll } from "../core/atomic_file.ts";
 import { PipelineError } from "../core/errors.ts";
 import type { Polarity } from "./review.ts";
 
@@ -127,7 +127,7 @@ export function formatProcessedLine(polarity: Polarity, tokens: readonly string[
 export type ProcessedCommitInfo = Omit<ProcessedMeta, "format" | "rows" | "labels" | "output" | "created">;
 
 /**
- * Writes a processed file atomically (`<path>.partial`, renamed on commit), then its meta file. Disposing
+ * Writes a processed file atomically (a temporary file renamed on commit), with its meta file. Disposing
  * it without committing removes the partial file and leaves any previous version untouched.
  *
  * @example Usage
@@ -179,9 +179,13 @@ export class ProcessedWriter implements AsyncDisposable {
     return this.#file.write(lines);
   }
 
-  /** Commits the `.tsv`, then writes `<name>.meta.json` atomically; returns the meta. */
-  async commit(info: ProcessedCommitInfo): Promise<ProcessedMeta> {
-    const committed: CommittedFile = await this.#file.commit();
+  /**
+   * Finishes the `.tsv` and its `<name>.meta.json`, then publishes `before` (e.g. the rejects file), the
+   * `.tsv` and the meta file, in that order, only once all of them were written and synced: a full disk
+   * fails before the previous version changed. Returns the meta.
+   */
+  async commit(info: ProcessedCommitInfo, before: readonly AtomicTextWriter[] = []): Promise<ProcessedMeta> {
+    const committed: CommittedFile = await this.#file.finish();
     const meta: ProcessedMeta = {
       format: PROCESSED_FORMAT,
       source: info.source,
@@ -195,7 +199,9 @@ export class ProcessedWriter implements AsyncDisposable {
       output: { bytes: committed.bytes, sha256: committed.sha256 },
       created: new Date().toISOString(),
     };
-    await writeFileAtomic(processedMetaPath(this.path), JSON.stringify(meta, null, 2) + "\n");
+    await using metaOut = await AtomicTextWriter.create(processedMetaPath(this.path));
+    metaOut.write(JSON.stringify(meta, null, 2) + "\n");
+    await publishAll([...before, this.#file, metaOut]);
     return meta;
   }
 

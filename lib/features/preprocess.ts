@@ -19,6 +19,7 @@
 import { createHash } from "node:crypto";
 import { basename, dirname } from "node:path";
 import { AtomicTextWriter, fileSize } from "../core/atomic_file.ts";
+import { lockOutputs } from "../core/lock.ts";
 import { quoteCsvField } from "../data/csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -339,6 +340,15 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
   if (sourceBytes === undefined) throw new PipelineError(`${source} not found`);
   const paths = { output, meta: processedMetaPath(output), rejects: processedRejectsPath(output) };
 
+  // One run per output file: two runs of the same batch would write the same outputs.
+  await using _lock = await lockOutputs(dirname(output), {
+    stage: "preprocess",
+    lockName: `${basename(output)}.lock`,
+    what: output,
+    outputs: [basename(paths.output), basename(paths.meta), basename(paths.rejects)],
+    log,
+    signal,
+  });
   if (!options.force) {
     const check = await checkUpToDate(source, output, sourceBytes);
     if ("meta" in check) {
@@ -369,7 +379,6 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
   // few enough (a few MB) for flat memory.
   const maxInFlight = 4 * (workers + 1);
 
-  await Deno.mkdir(dirname(output), { recursive: true });
   await using out = await ProcessedWriter.create(output);
   await using rejectsOut = await AtomicTextWriter.create(paths.rejects);
   rejectsOut.write("line,reason,raw\n");
@@ -472,7 +481,6 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
         `rerun "deno task split_batches --force"`,
     );
   }
-  await rejectsOut.commit();
   const meta = await out.commit({
     source,
     sourceSha256,
@@ -480,7 +488,7 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
     read: stats.read,
     rejected,
     tokenizer: tokenizerInfo(),
-  });
+  }, [rejectsOut]);
   const seconds = (performance.now() - started) / 1000;
   log?.info(`wrote ${output}`, {
     rows: meta.rows,
