@@ -105,7 +105,7 @@ export interface TestMount extends AsyncDisposable {
   path: string;
 }
 
-async function unmountOnDispose(path: string): Promise<TestMount> {
+function unmountOnDispose(path: string): TestMount {
   return {
     path,
     async [Symbol.asyncDispose]() {
@@ -124,7 +124,7 @@ export async function mountTmpfs(path: string, bytes: number): Promise<TestMount
   if (!(await succeeds("mount", ["-t", "tmpfs", "-o", `size=${bytes},mode=755`, "tmpfs", path]))) {
     return undefined;
   }
-  return await unmountOnDispose(path);
+  return unmountOnDispose(path);
 }
 
 /**
@@ -137,7 +137,7 @@ export async function mountReadOnly(path: string): Promise<TestMount | undefined
     await succeeds("umount", ["-l", path]);
     return undefined;
   }
-  return await unmountOnDispose(path);
+  return unmountOnDispose(path);
 }
 
 /** Whether this process may mount file systems (root with `mount` granted); checked once, on a scratch folder. */

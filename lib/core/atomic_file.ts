@@ -8,7 +8,7 @@
  * name makes the write fail instead of being written through. An output path that is a symbolic link is
  * refused too. A killed stage leaves at most `.partial` files, which the next run removes with
  * {@linkcode removeStalePartials} once it holds the folder's lock. A file-system failure (a full disk, a
- * read-only mount, ...) is rethrown as a one-line {@linkcode FileSystemError}, after the temporary file was
+ * read-only mount, ...) is rethrown as a one-line `FileSystemError` (see `os_error.ts`), after the temporary file was
  * removed. {@linkcode exists} tells whether a path is there.
  *
  * @module
@@ -16,7 +16,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { join } from "node:path";
 import { PipelineError } from "./errors.ts";
-import { describeFsError, type FileSystemError } from "./os_error.ts";
+import { describeFsError } from "./os_error.ts";
 
 /** Suffix of a file still being written. */
 export const PARTIAL_SUFFIX = ".partial";
@@ -114,7 +114,7 @@ export class AtomicTextWriter implements AsyncDisposable {
    * Creates this run's temporary file for `path`, exclusively.
    *
    * @throws {PipelineError} When `path` is a symbolic link, or when something already exists at the
-   * temporary name (a link planted there), or a {@linkcode FileSystemError} (read-only, not writable, ...).
+   * temporary name (a link planted there), or a `FileSystemError` (see `os_error.ts`) (read-only, not writable, ...).
    */
   static async create(path: string, options: AtomicWriterOptions = {}): Promise<AtomicTextWriter> {
     await refuseSymlink(path);
