@@ -57,7 +57,7 @@ export function parseStageArgs(
 ): { values: StageContext["values"]; positionals: string[]; help: boolean; json: boolean } {
   try {
     const { values, positionals } = parseArgs({
-      args,
+      args: joinDashValues(spec.options, args),
       options: {
         ...spec.options,
         help: { type: "boolean", short: "h" },
@@ -77,6 +77,32 @@ export function parseStageArgs(
     if (error instanceof TypeError) throw new UsageError(firstLine(error.message));
     throw error;
   }
+}
+
+/**
+ * `--flag -1` becomes `--flag=-1` for a flag that takes a value, so a negative number reaches the flag's
+ * own check (`got "-1"`) instead of parseArgs' "argument is ambiguous".
+ */
+function joinDashValues(options: ParseArgsOptionsConfig, args: string[]): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    if (arg === "--") {
+      joined.push(...args.slice(i));
+      break;
+    }
+    const name = arg.startsWith("--") ? arg.slice(2) : undefined;
+    if (
+      name !== undefined && options[name]?.type === "string" && next !== undefined && /^-[\d.]/.test(next)
+    ) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else {
+      joined.push(arg);
+    }
+  }
+  return joined;
 }
 
 /**

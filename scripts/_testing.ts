@@ -85,6 +85,11 @@ export interface RunTaskOptions {
    * stage fails its test instead of stalling the whole suite.
    */
   timeoutMs?: number;
+  /**
+   * A program and its arguments that run the stage's Deno, e.g. `["setpriv", "--bounding-set",
+   * "-dac_override", "--"]` to take root's permission override away from it.
+   */
+  wrap?: string[];
 }
 
 /**
@@ -118,8 +123,9 @@ function spawnCommand(
     return value ? value.split(/\s+/) : [];
   });
   if (words[0] !== "deno") throw new Error(`task "${task}" does not start with deno: ${words.join(" ")}`);
-  return new Deno.Command(Deno.execPath(), {
-    args: [...words.slice(1), ...args],
+  const [program, ...prefix] = [...(options.wrap ?? []), Deno.execPath()];
+  return new Deno.Command(program!, {
+    args: [...prefix, ...words.slice(1), ...args],
     cwd: root.path,
     env: { ...inheritedEnv(), NO_COLOR: "1", ...env },
     clearEnv: true,

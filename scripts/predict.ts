@@ -19,6 +19,7 @@ import { readReviews } from "../lib/data/review_reader.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";
+import { openInput } from "../lib/core/read_guard.ts";
 
 const USAGE = `Usage: deno task predict --title T --message M [--model_version V] [options]
        deno task predict --input FILE.csv [--model_version V] [options]
@@ -76,7 +77,7 @@ async function predictFile(
   }
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(path);
+    file = await openInput(path, ["data/external", "data/raw"]);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) throw new PipelineError(`${path} not found`);
     throw error;

@@ -22,6 +22,7 @@ import { quoteCsvField } from "./csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { fileStream, readReviews, type ReadStats, type RejectedRow } from "./review_reader.ts";
+import { openInput } from "../core/read_guard.ts";
 
 /** Rows per batch when neither a batch size nor a batch count is given. */
 export const DEFAULT_BATCH_SIZE = 100_000;
@@ -399,7 +400,7 @@ async function writeStaged(
   let rows = 0;
   let firstLine = 0;
   const hash = createHash("sha256");
-  using file = await Deno.open(input);
+  using file = await openInput(input);
   const source = fileStream(file, { onChunk: (chunk) => hash.update(chunk) });
   const lines = readReviews(source, {
     onReject,

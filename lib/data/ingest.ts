@@ -18,6 +18,7 @@ import { createHash } from "node:crypto";
 import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { AtomicTextWriter, type CommittedFile, fileSize, publishAll } from "../core/atomic_file.ts";
 import { lockOutputs } from "../core/lock.ts";
+import { refuseEscapingLink } from "../core/read_guard.ts";
 import { formatReviewLine, quoteCsvField } from "./csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import {
@@ -356,6 +357,7 @@ async function planPath(path: string, options: IngestOptions): Promise<InputPlan
     const found = locate(await listTwoLevels(path), path);
     const stats: Record<string, unknown> = {};
     for (const file of DATASET_FILES) {
+      await refuseEscapingLink(join(path, found[file]), options.readableDirs);
       const fileInfo = await Deno.stat(join(path, found[file]));
       stats[file] = { path: found[file], size: fileInfo.size, mtime: fileInfo.mtime?.toISOString() ?? null };
     }
@@ -370,6 +372,7 @@ async function planPath(path: string, options: IngestOptions): Promise<InputPlan
       cleanup: () => Promise.resolve(),
     };
   }
+  await refuseEscapingLink(path, options.readableDirs);
   if (!info.isFile || !(await isZipFile(path))) {
     throw new PipelineError(
       `--source ${path} is neither a folder nor a zip archive; pass a folder or .zip holding train.csv and test.csv`,

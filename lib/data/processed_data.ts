@@ -18,6 +18,7 @@ import { basename } from "node:path";
 import { AtomicTextWriter, type CommittedFile, publishAll } from "../core/atomic_file.ts";
 import { PipelineError } from "../core/errors.ts";
 import type { Polarity } from "./review.ts";
+import { openInput } from "../core/read_guard.ts";
 
 /** Identifies the file format in the meta file. */
 export const PROCESSED_FORMAT = "processed-tsv/1";
@@ -295,7 +296,7 @@ export async function* readProcessed(
   signal?.throwIfAborted();
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(path);
+    file = await openInput(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) throw notFound(path, error);
     throw error;

@@ -35,6 +35,7 @@ import { createProgress } from "../core/progress.ts";
 import type { Polarity } from "../data/review.ts";
 import { fileStream, readReviews, type ReadStats, type RejectedRow } from "../data/review_reader.ts";
 import { sameTokenizer, tokenizeReview, tokenizerInfo } from "./tokenizer.ts";
+import { openInput } from "../core/read_guard.ts";
 
 /**
  * Reviews per chunk sent to a worker: big enough to amortise messaging (~15 ms of work each), small enough
@@ -394,7 +395,7 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
   });
   const runner = workers === 0 ? inlineRunner() : workerPool(workers);
   const hash = createHash("sha256");
-  using file = await Deno.open(source);
+  using file = await openInput(source);
   // Hashing the bytes as they stream past records exactly what was read, without a second pass.
   const bytes = fileStream(file, { onChunk: (chunk) => hash.update(chunk) });
 

@@ -21,6 +21,7 @@ import {
 import { fileStream, readReviews } from "../data/review_reader.ts";
 import { describeTokenizerDifference, sameTokenizer } from "../features/tokenizer.ts";
 import { createProgress, type ProgressOptions } from "../core/progress.ts";
+import { openInput } from "../core/read_guard.ts";
 
 /** The processed test set, relative to the project root. */
 export const TEST_SET_PATH = "data/processed/test.tsv";
@@ -77,7 +78,7 @@ async function* testRows(
   }
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(meta.source);
+    file = await openInput(meta.source);
   } catch (error) {
     if (!(error instanceof Deno.errors.NotFound)) throw error;
     throw new PipelineError(

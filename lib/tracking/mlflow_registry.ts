@@ -44,12 +44,14 @@ export function parseVersionSpec(spec: string, flag = "--model-version"): Versio
     return { kind: "number", version };
   }
   if (value.toLowerCase() === "latest") return { kind: "latest" };
-  const alias = value.startsWith("@") ? value.slice(1) : value;
-  // A bare alias must start with a letter or "_", so "-1", "1.5" or "3a" read as bad numbers, not aliases.
-  const bareOk = value.startsWith("@") || /^[\p{L}_]/u.test(value);
-  if (!bareOk || !ALIAS.test(alias)) {
-    throw new UsageError(`${expected}, got ${JSON.stringify(spec)}`);
+  // An alias needs its "@": a bare word is more likely a typo ("lastest", "abc") than an alias, and
+  // taking it for one would send a version lookup to the server instead of a usage error.
+  if (!value.startsWith("@")) {
+    const hint = ALIAS.test(value) && /^[\p{L}_]/u.test(value) ? ` (for an alias, write @${value})` : "";
+    throw new UsageError(`${expected}, got ${JSON.stringify(spec)}${hint}`);
   }
+  const alias = value.slice(1);
+  if (!ALIAS.test(alias)) throw new UsageError(`${expected}, got ${JSON.stringify(spec)}`);
   if (alias.toLowerCase() === "latest") return { kind: "latest" };
   return { kind: "alias", alias };
 }

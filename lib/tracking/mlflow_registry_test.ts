@@ -16,8 +16,7 @@ Deno.test("parseVersionSpec() reads numbers, latest and aliases", async (t) => {
     ["latest", { kind: "latest" }],
     ["LATEST", { kind: "latest" }],
     ["@champion", { kind: "alias", alias: "champion" }],
-    ["champion", { kind: "alias", alias: "champion" }],
-    ["_staging-2", { kind: "alias", alias: "_staging-2" }],
+    ["@_staging-2", { kind: "alias", alias: "_staging-2" }],
     ["@2024best", { kind: "alias", alias: "2024best" }],
   ];
   for (const [spec, expected] of cases) {
@@ -27,7 +26,21 @@ Deno.test("parseVersionSpec() reads numbers, latest and aliases", async (t) => {
 
 Deno.test("parseVersionSpec() refuses negative, zero, fractional and non-numeric specs", async (t) => {
   for (
-    const spec of ["-1", "0", "1.5", "3a", "1e3", "0x10", "", "@", "@a b", "a/b", "@../x", "9".repeat(20)]
+    const spec of [
+      "-1",
+      "0",
+      "1.5",
+      "3a",
+      "1e3",
+      "0x10",
+      "",
+      "@",
+      "@a b",
+      "a/b",
+      "@../x",
+      "9".repeat(20),
+      "abc",
+    ]
   ) {
     await t.step(JSON.stringify(spec), () => {
       assert.throws(() => parseVersionSpec(spec, "--model-version"), (error: unknown) => {
@@ -40,6 +53,16 @@ Deno.test("parseVersionSpec() refuses negative, zero, fractional and non-numeric
       });
     });
   }
+});
+
+Deno.test("parseVersionSpec() refuses a bare word and shows the alias it may have meant", () => {
+  assert.throws(
+    () => parseVersionSpec("champion", "--model_version"),
+    new UsageError(
+      '--model_version expects a version number (1, 2, ...), "latest" or "@alias", got "champion" ' +
+        "(for an alias, write @champion)",
+    ),
+  );
 });
 
 Deno.test("describeVersionSpec() names a spec for messages", () => {
@@ -170,7 +193,7 @@ Deno.test("resolveModelVersion() says what exists when the version or alias does
     [
       "no aliases at all",
       registry(4),
-      "champion",
+      "@champion",
       'model "m" has no alias "champion" (it has no aliases); use a version number or "latest"',
     ],
     [

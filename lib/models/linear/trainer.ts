@@ -22,6 +22,7 @@ import { PipelineError } from "../../core/errors.ts";
 import { FeatureBuffer, featuresOfBytes, type HashingConfig } from "./hashing.ts";
 import { LinearModel, SeededRandom } from "./model.ts";
 import { fmix32 } from "./hashing.ts";
+import { openInput } from "../../core/read_guard.ts";
 
 /** Training parameters of the linear model. */
 export interface LinearParams {
@@ -176,7 +177,7 @@ async function forEachRow(
 ): Promise<number> {
   let handle: Deno.FsFile;
   try {
-    handle = await Deno.open(file.path);
+    handle = await openInput(file.path);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
       throw new PipelineError(`${file.path} is missing; preprocess the batch again`, { cause: error });
