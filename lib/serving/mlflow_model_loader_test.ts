@@ -59,7 +59,7 @@ Deno.test("createMlflowModelLoader() skips the download when the resolved versio
   const calls = fake.calls;
   const seen: Map<string, Uint8Array>[] = [];
   const provider = new ReloadingModelProvider(
-    createMlflowModelLoader({ client, name: NAME, spec: "champion", build: buildFrom(seen) }),
+    createMlflowModelLoader({ client, name: NAME, spec: "@champion", build: buildFrom(seen) }),
   );
   assert.equal((await provider.reload()).status, "loaded");
   calls.length = 0;
