@@ -27,17 +27,20 @@
 import type { ParseArgsOptionsConfig } from "node:util";
 import type { StageContext, StageResult } from "./_cli.ts";
 import { parseIntegerFlag } from "../lib/core/flags.ts";
-import { preprocessFile } from "../lib/features/preprocess.ts";
+import { preprocessFile, PROCESSED_SIZE_RATIO } from "../lib/features/preprocess.ts";
 
 /** The usage text of the flags both stages take. */
 export const PREPROCESS_HELP = {
   /** For the `Usage:` line, after the stage's own arguments. */
-  flags: "[--force] [--workers N] [--json] [--help]",
+  flags: "[--force] [--workers N] [--skip-space-check] [--json] [--help]",
   /** The `Options:` lines, after the stage's own options. */
   options: `  --force          Rebuild even when the output is up to date
   --workers N      Tokenizer threads besides the main thread, which helps when they are
                    busy; 0 tokenizes on the main thread only (default: 0 for inputs under
                    2 MB, else one less than the CPU cores, at least 1)
+  --skip-space-check
+                   Write even when the disk has less free space than the output needs
+                   (about ${PROCESSED_SIZE_RATIO}x the source; --force does not skip this check)
   --json           Print {output, rows, rejected, skipped, seconds, ...} as JSON on stdout
   -h, --help       Show this help
 `,
@@ -47,6 +50,7 @@ export const PREPROCESS_HELP = {
 export const PREPROCESS_OPTIONS: ParseArgsOptionsConfig = {
   force: { type: "boolean" },
   workers: { type: "string" },
+  "skip-space-check": { type: "boolean" },
 };
 
 /** Most tokenizer threads `--workers` accepts. */
@@ -89,6 +93,7 @@ export async function preprocessStage(ctx: StageContext, input: PreprocessStageI
     ...(input.expectedSha256 !== undefined ? { expectedSha256: input.expectedSha256 } : {}),
     output: input.output,
     force: ctx.values.force === true,
+    checkSpace: ctx.values["skip-space-check"] !== true,
     workers: input.workers,
     signal: ctx.signal,
     log: ctx.log,

@@ -28,7 +28,9 @@ export const INPUT = "data/raw/train.csv";
 /** Folder of the batches, the manifest and the rejects file. */
 export const OUTPUT_DIR = "data/batches";
 
-const USAGE = `Usage: deno task split_batches [--batch-size N | --num-batches N] [--force] [--json] [--help]
+const USAGE =
+  `Usage: deno task split_batches [--batch-size N | --num-batches N] [--force] [--skip-space-check]
+                                [--json] [--help]
 
 Splits ${INPUT} into ${OUTPUT_DIR}/train_batch_0.csv, train_batch_1.csv, ... and writes
 ${OUTPUT_DIR}/manifest.json (checksums, row counts) and ${OUTPUT_DIR}/rejects.csv (lines that are not
@@ -39,6 +41,9 @@ Options:
   --batch-size N    Rows per batch (default ${DEFAULT_BATCH_SIZE})
   --num-batches N   Split into N batches of nearly equal size instead (counts the lines first)
   --force           Split again even when the input and the flags are unchanged
+  --skip-space-check
+                    Write even when the disk has less free space than the input's size, which the
+                    new split needs beside the old one (--force does not skip this check)
   --json            Print {batches, rows, rejected, skipped, manifest} as JSON on stdout
   -h, --help        Show this help
 `;
@@ -51,6 +56,7 @@ export const spec: StageSpec = {
     "batch-size": { type: "string" },
     "num-batches": { type: "string" },
     force: { type: "boolean" },
+    "skip-space-check": { type: "boolean" },
   },
 };
 
@@ -85,6 +91,7 @@ export async function main(ctx: StageContext): Promise<StageResult> {
         batchSize,
         numBatches,
         force: ctx.values.force === true,
+        checkSpace: ctx.values["skip-space-check"] !== true,
         signal: ctx.signal,
         log: ctx.log,
         onProgress: (phase, done, total) => {

@@ -202,6 +202,8 @@ export async function acquireLock(path: string, options: AcquireLockOptions): Pr
       await file.truncate(0);
       await file.write(new TextEncoder().encode(JSON.stringify(holder) + "\n"));
     } catch (error) {
+      // Still held, so no other run can be using it: a full disk must not leave an empty lock file behind.
+      await Deno.remove(path).catch(() => {});
       file.close();
       throw (await describeFsError(error, { path })) ?? error;
     }

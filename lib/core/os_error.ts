@@ -206,3 +206,27 @@ export async function withFsErrors<T>(context: FsErrorContext, operation: () => 
     throw (await describeFsError(error, context)) ?? error;
   }
 }
+
+/**
+ * Refuses a long write early when the device holding `dir` has less free space than the write needs, so a
+ * stage fails in a second with the estimate rather than an hour in. Does nothing when the free space cannot
+ * be told (no `--allow-sys=statfs`).
+ *
+ * @param dir The output folder.
+ * @param neededBytes The estimate.
+ * @param basis How the estimate was made, for the message, e.g. `the size of data/raw/train.csv`.
+ * @throws {FileSystemError} (`ENOSPC`) `<dir> needs about 1.2 GB (<basis>) but 300 MB is free on its device; ...`.
+ */
+export async function ensureFreeSpace(dir: string, neededBytes: number, basis: string): Promise<void> {
+  const free = await freeBytes(dir);
+  if (free === undefined || free >= neededBytes) return;
+  throw new FileSystemError(
+    `${dir} needs about ${formatSize(neededBytes)} (${basis}) but ${
+      formatSize(free)
+    } is free on its device; ` +
+      `free at least ${formatSize(neededBytes - free)} there or move data/ to a larger disk, ` +
+      "or pass --skip-space-check to try anyway",
+    "ENOSPC",
+    dir,
+  );
+}

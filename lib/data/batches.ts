@@ -17,7 +17,7 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { AtomicTextWriter, partialPath, refuseSymlink } from "../core/atomic_file.ts";
 import { lockOutputs } from "../core/lock.ts";
-import { withFsErrors } from "../core/os_error.ts";
+import { ensureFreeSpace, withFsErrors } from "../core/os_error.ts";
 import { quoteCsvField } from "./csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -110,6 +110,11 @@ export interface SplitBatchesOptions {
   numBatches?: number;
   /** Split even when the manifest says the input and the request are unchanged. @default {false} */
   force?: boolean;
+  /**
+   * Refuse before writing when the output's device has less free space than the input's size (`force`
+   * does not turn this off). @default {true}
+   */
+  checkSpace?: boolean;
   /** Aborting it stops at the next chunk; nothing of the new split is published. */
   signal?: AbortSignal;
   /** Where decisions (skip, why a redo, rejects) are logged. */
@@ -327,6 +332,10 @@ export async function splitBatches(options: SplitBatchesOptions): Promise<SplitB
   // The staging folder's name is this run's own, made exclusively; a killed run's is removed under the lock.
   for await (const entry of Deno.readDir(outputDir)) {
     if (entry.name.startsWith(STAGING_DIR)) await removeIfExists(join(outputDir, entry.name), true);
+  }
+  // The new split is written beside the old one before replacing it: about the input's size.
+  if (options.checkSpace !== false) {
+    await ensureFreeSpace(outputDir, info.size, `about the size of ${input}`);
   }
   const staging = partialPath(join(outputDir, STAGING_DIR));
   await withFsErrors({ path: staging }, () => Deno.mkdir(staging));

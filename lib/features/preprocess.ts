@@ -20,6 +20,7 @@ import { createHash } from "node:crypto";
 import { basename, dirname } from "node:path";
 import { AtomicTextWriter, fileSize } from "../core/atomic_file.ts";
 import { lockOutputs } from "../core/lock.ts";
+import { ensureFreeSpace } from "../core/os_error.ts";
 import { quoteCsvField } from "../data/csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
@@ -212,6 +213,12 @@ function workerPool(size: number): ChunkRunner {
   };
 }
 
+/**
+ * Processed bytes per source byte, with a margin: the tokens' prefixes and lexicon tokens make a processed
+ * file larger than its CSV (measured 1.13 on real reviews, 1.17 on generated ones).
+ */
+export const PROCESSED_SIZE_RATIO = 1.25;
+
 /** Options of {@linkcode preprocessFile}. */
 export interface PreprocessOptions {
   /** The review CSV. */
@@ -220,6 +227,11 @@ export interface PreprocessOptions {
   output: string;
   /** Rebuild even when the output is up to date. @default {false} */
   force?: boolean;
+  /**
+   * Refuse before writing when the output's device has less free space than the source's size times
+   * {@linkcode PROCESSED_SIZE_RATIO} (`force` does not turn this off). @default {true}
+   */
+  checkSpace?: boolean;
   /**
    * Tokenizer worker threads besides the main thread, which reads, writes, and tokenizes whenever every
    * worker has a chunk queued; 0 tokenizes on the main thread only.
@@ -369,6 +381,13 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
     log?.debug(`rebuilding ${output}`, { reason: check.reason });
   }
 
+  if (options.checkSpace !== false) {
+    await ensureFreeSpace(
+      dirname(output),
+      Math.ceil(sourceBytes * PROCESSED_SIZE_RATIO),
+      `${PROCESSED_SIZE_RATIO} times the size of ${source}`,
+    );
+  }
   const workers = options.workers ??
     (sourceBytes < INLINE_MAX_BYTES ? 0 : Math.max(1, (navigator.hardwareConcurrency || 1) - 1));
   if (!Number.isSafeInteger(workers) || workers < 0) {
