@@ -135,6 +135,39 @@ Deno.test("train, evaluate and predict run end to end against a real MLflow serv
     assert.match(run.stderr, /line 3 skipped/);
   });
 
+  await t.step(
+    "predict --input on an empty file, or one without a single valid review, exits 1 and prints nothing",
+    async () => {
+      await Deno.writeTextFile(root.resolve("data/external/empty.csv"), "");
+      await Deno.writeTextFile(root.resolve("data/external/junk.csv"), "not,a,review\n<html>\n");
+      for (
+        const [file, message] of [
+          [
+            "empty.csv",
+            "error: data/external/empty.csv is empty; it must hold reviews as polarity,title,text",
+          ],
+          [
+            "junk.csv",
+            "error: none of the 2 lines of data/external/junk.csv is a valid review (line 1: label not 1 or 2 " +
+            '(got "not")); it must hold reviews as polarity,title,text, and nothing was predicted',
+          ],
+        ]
+      ) {
+        const run = await runTask(root, "predict", [
+          "--input",
+          `data/external/${file}`,
+          "--model_version",
+          "1",
+        ], {
+          env,
+        });
+        assert.equal(run.code, 1, run.stderr);
+        assert.equal(run.stdout, "", "not even the header");
+        assert.deepEqual(run.stderr.split("\n").filter((line) => line.startsWith("error: ")), [message]);
+      }
+    },
+  );
+
   await t.step("an unknown version is a one-line error", async () => {
     const run = await runTask(root, "evaluate", ["--model_version", "99"], { env });
     assert.equal(run.code, 1);

@@ -92,7 +92,9 @@ async function predictFile(
   };
   const rejects: Array<{ line: number; reason: string }> = [];
   const reader = readReviews(file.readable, { signal: ctx.signal, onReject: (r) => void rejects.push(r) });
+  let predicted = 0;
   for await (const { line, review } of reader) {
+    predicted++;
     const prediction = predict(review);
     if (ctx.json) rows.push({ line, true_polarity: review.polarity, ...predictionJson(prediction) });
     else {
@@ -103,6 +105,16 @@ async function predictFile(
       );
       if (lines.length >= 1000) flush();
     }
+  }
+  if (predicted === 0) {
+    // A header alone would read as success to a script: no valid review is a failure, as in ingest.
+    const first = rejects[0];
+    throw new PipelineError(
+      first === undefined
+        ? `${path} is empty; it must hold reviews as polarity,title,text`
+        : `none of the ${rejects.length} lines of ${path} is a valid review (line ${first.line}: ${first.reason}); ` +
+          "it must hold reviews as polarity,title,text, and nothing was predicted",
+    );
   }
   flush();
   for (const reject of rejects.slice(0, 10)) ctx.log.warn(`line ${reject.line} skipped: ${reject.reason}`);

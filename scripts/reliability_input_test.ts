@@ -167,6 +167,12 @@ function assertRejects(rows: string[][], lineColumn: number, context: string): v
     );
     // The raw text is kept, but never a 10 MB copy of it.
     assert.ok(row[lineColumn + 2]!.length <= 1100, `${context}: line ${expected.line} raw is capped`);
+    // One rule in every stage's rejects file: a NUL byte is written as the two characters \0.
+    assert.ok(
+      !row[lineColumn + 2]!.includes("\0"),
+      `${context}: line ${expected.line} raw holds no NUL byte`,
+    );
+    if (expected.what === "a NUL byte") assert.equal(row[lineColumn + 2], '"1","nul\\0byte","x"', context);
   });
 }
 
@@ -250,6 +256,18 @@ Deno.test("ingest and split_batches refuse a file that is not CSV at all, or an 
       message: /none of the \d+ lines of .*train\.csv is a valid review/,
       splitMessage:
         /^error: data\/raw\/train\.csv has no valid review rows: all \d+ lines were rejected \(e\.g\. .+\); check the file or run ingest again$/,
+    },
+    {
+      name: "CR-only line ends (classic Mac)",
+      bytes: encoder.encode('"1","Bad","Broke"\r"2","Good","Works"\r"2","Fine","Does the job"\r'),
+      message: new RegExp(
+        "none of the 1 lines of .*train\\.csv is a valid review \\(line 1: bare CR inside the line: the file " +
+          "has CR-only line ends; convert them to LF \\(e\\.g\\. tr '\\\\r' '\\\\n'\\)\\)",
+      ),
+      splitMessage: new RegExp(
+        "^error: data/raw/train\\.csv has no valid review rows: all 1 lines were rejected \\(e\\.g\\. bare CR " +
+          "inside the line: the file has CR-only line ends; convert them to LF\\); check the file",
+      ),
     },
     {
       name: "an empty file",
@@ -544,6 +562,12 @@ Deno.test("stages refuse bad flag values with one line and the usage (exit 2) be
     ],
     ["train", ["--batches", "0", "--model-name", "a/b"], /must not contain "\/"/],
     ["evaluate", ["--model_version=-1"], /^error: --model_version expects a version number .*got "-1"$/],
+    ["evaluate", ["--model_version", "-1"], /^error: --model_version expects a version number .*got "-1"$/],
+    [
+      "evaluate",
+      ["--model_version", "abc"],
+      /^error: --model_version expects a version number .*got "abc" \(for an alias, write @abc\)$/,
+    ],
     [
       "evaluate",
       ["--model_version", "1.5"],

@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { AtomicTextWriter, partialPath, refuseSymlink } from "../core/atomic_file.ts";
 import { lockOutputs } from "../core/lock.ts";
 import { ensureFreeSpace, withFsErrors } from "../core/os_error.ts";
-import { quoteCsvField } from "./csv.ts";
+import { formatRejectedRaw, quoteCsvField } from "./csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { fileStream, readReviews, type ReadStats, type RejectedRow } from "./review_reader.ts";
@@ -401,7 +401,7 @@ async function writeStaged(
   const onReject = (row: RejectedRow): Promise<void> | undefined => {
     const key = reasonKey(row.reason);
     byReason[key] = (byReason[key] ?? 0) + 1;
-    return rejects.write(`${row.line},${quoteCsvField(row.reason)},${quoteCsvField(row.raw)}\n`);
+    return rejects.write(`${row.line},${quoteCsvField(row.reason)},${formatRejectedRaw(row.raw)}\n`);
   };
 
   const batches: BatchEntry[] = [];

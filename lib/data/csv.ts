@@ -63,6 +63,27 @@ export function quoteCsvField(value: string): string {
 }
 
 /**
+ * Why a line holding a bare CR is rejected: the file ends its lines with CR alone (classic Mac), so what
+ * was read as one line is several.
+ */
+export const CR_ONLY_REASON =
+  "bare CR inside the line: the file has CR-only line ends; convert them to LF (e.g. tr '\\r' '\\n')";
+
+/**
+ * The `raw` column of every stage's `rejects.csv`: the line as read, quoted, with each NUL byte written as
+ * the two characters `\0`, so a rejects file stays text that any tool can open (one rule for all stages).
+ *
+ * @example Usage
+ * ```ts
+ * import { formatRejectedRaw } from "./csv.ts";
+ * formatRejectedRaw('"2","a\0b","c"'); // '"""2"",""a\\0b"",""c"""'
+ * ```
+ */
+export function formatRejectedRaw(raw: string): string {
+  return quoteCsvField(raw.includes("\0") ? raw.replaceAll("\0", "\\0") : raw);
+}
+
+/**
  * Splits one physical line (without its trailing LF or CR) into fields.
  *
  * Quoted fields may contain commas and `""` (an escaped quote); unquoted fields are accepted too, because
@@ -157,6 +178,10 @@ function isBlank(value: string): boolean {
  */
 export function parseReviewLine(line: string): Review | CsvLineError {
   const fields = parseCsvLine(line);
+  // A CR left inside a line that does not parse is a line end the framer did not split at: name that cause,
+  // not the symptom (`unexpected character after closing quote`, a wrong field count).
+  const malformed = !Array.isArray(fields) || fields.length !== REVIEW_FIELD_COUNT;
+  if (malformed && line.includes("\r")) return { error: CR_ONLY_REASON };
   if (!Array.isArray(fields)) return fields;
   if (fields.length !== REVIEW_FIELD_COUNT) {
     return { error: `wrong field count (expected ${REVIEW_FIELD_COUNT}, got ${fields.length})` };

@@ -19,7 +19,7 @@ import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { AtomicTextWriter, type CommittedFile, fileSize, publishAll } from "../core/atomic_file.ts";
 import { lockOutputs } from "../core/lock.ts";
 import { refuseEscapingLink } from "../core/read_guard.ts";
-import { formatReviewLine, quoteCsvField } from "./csv.ts";
+import { formatRejectedRaw, formatReviewLine, quoteCsvField } from "./csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import {
   describeCredentials,
@@ -230,7 +230,7 @@ class RejectsWriter {
   add(file: string, row: RejectedRow): Promise<void> | undefined {
     this.rows++;
     const raw = row.truncated ? row.raw + "…" : row.raw;
-    return this.#out.write(`${file},${row.line},${quoteCsvField(row.reason)},${quoteCsvField(raw)}\n`);
+    return this.#out.write(`${file},${row.line},${quoteCsvField(row.reason)},${formatRejectedRaw(raw)}\n`);
   }
 }
 

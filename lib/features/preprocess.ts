@@ -21,7 +21,7 @@ import { basename, dirname } from "node:path";
 import { AtomicTextWriter, fileSize } from "../core/atomic_file.ts";
 import { lockOutputs } from "../core/lock.ts";
 import { ensureFreeSpace } from "../core/os_error.ts";
-import { quoteCsvField } from "../data/csv.ts";
+import { formatRejectedRaw, quoteCsvField } from "../data/csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import {
@@ -405,7 +405,7 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
   let rejected = 0;
   const writeReject = (row: RejectedRow): Promise<void> | undefined => {
     rejected += 1;
-    return rejectsOut.write(`${row.line},${quoteCsvField(row.reason)},${quoteCsvField(row.raw)}\n`);
+    return rejectsOut.write(`${row.line},${quoteCsvField(row.reason)},${formatRejectedRaw(row.raw)}\n`);
   };
 
   const progress = createProgress(`preprocess ${basename(source)}`, {
