@@ -1180,8 +1180,9 @@ export class MlflowClient {
    * (≤1000 metrics, ≤100 params, ≤100 tags, ≤1 MB per request). Everything is validated before the
    * first request, so a bad key or an over-long value writes nothing.
    *
-   * Params and tags go first, in requests without metrics: those are idempotent and retried. Metric
-   * requests are sent once, since metrics append.
+   * Params and tags go first, in requests without metrics: those are idempotent and retried. Metrics
+   * append, so a metric request is never re-sent blindly: after a 5xx or a lost response the client reads
+   * back which of its points the server stored and re-sends only the others (see `#logMetricsOnce`).
    *
    * @param runId The run.
    * @param batch Metrics (`{name: value}` or points with step/timestamp), params and tags.
@@ -1247,12 +1248,54 @@ export class MlflowClient {
       ...packBatches(runId, metrics, [], []),
     ];
     for (const body of requests) {
-      await this.#json("POST", `${API}/runs/log-batch`, {
-        json: body,
-        idempotent: body.metrics.length === 0,
-      });
+      if (body.metrics.length === 0) {
+        await this.#json("POST", `${API}/runs/log-batch`, { json: body, idempotent: true });
+      } else {
+        await this.#logMetricsOnce(runId, body);
+      }
     }
     return { requests: requests.length };
+  }
+
+  /**
+   * Sends a metric `log-batch` so that every point is stored exactly once. Metrics append, so a blind
+   * re-send after a 5xx or a lost response could store them twice when the server had saved them before
+   * failing. Instead, after such a failure the client reads the history of the batch's keys and re-sends
+   * only the points not stored yet; a point is identified by MLflow's own key for it (key, value, timestamp,
+   * step), which every point here carries explicitly.
+   */
+  async #logMetricsOnce(runId: string, body: BatchBody): Promise<void> {
+    const endpoint = `POST ${API}/runs/log-batch`;
+    let pending = body;
+    for (let attempt = 0;; attempt++) {
+      try {
+        await this.#json("POST", `${API}/runs/log-batch`, { json: pending, idempotent: false });
+        return;
+      } catch (error) {
+        const ambiguous = error instanceof MlflowConnectionError ||
+          (error instanceof MlflowApiError && RETRY_STATUSES.has(error.status));
+        if (!ambiguous || attempt >= this.#retries) throw error;
+        await this.#pause(
+          endpoint,
+          attempt,
+          `${(error as Error).message}; checking which metrics were stored`,
+        );
+      }
+      const stored = new Map<string, number[]>();
+      for (const key of new Set(pending.metrics.map((m) => m.key))) {
+        for (const point of await this.getMetricHistory(runId, key)) {
+          const id = `${point.key}\u0000${point.timestamp}\u0000${point.step}`;
+          stored.set(id, [...(stored.get(id) ?? []), point.value]);
+        }
+      }
+      const missing = pending.metrics.filter((m) => {
+        const values = stored.get(`${m.key}\u0000${m.timestamp}\u0000${m.step}`) ?? [];
+        const value = decodeDouble(m.value);
+        return !values.some((candidate) => Object.is(candidate, value));
+      });
+      if (missing.length === 0) return;
+      pending = { ...pending, metrics: missing };
+    }
   }
 
   /**

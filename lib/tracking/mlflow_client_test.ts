@@ -394,17 +394,77 @@ Deno.test("MlflowClient stops after the configured retries and throws the last e
   assert.equal(api().length, 3);
 });
 
-Deno.test("logBatch() retries params/tags-only requests but sends metric requests once", async () => {
+Deno.test("logBatch() retries params/tags-only requests as they are", async () => {
   let n = 0;
   const flaky = () => ++n === 1 ? new Response("busy", { status: 503 }) : json({});
   const paramsOnly = client(flaky);
   await paramsOnly.mlflow.logBatch("r1", { params: { a: 1 } });
   assert.equal(paramsOnly.api().length, 2);
+});
 
-  n = 0;
-  const withMetrics = client(flaky);
-  await assert.rejects(() => withMetrics.mlflow.logBatch("r1", { metrics: { f1: 0.5 } }), /503/);
-  assert.equal(withMetrics.api().length, 1);
+/**
+ * A server that stores metric points as MLflow does (appending, duplicates included) and fails the first
+ * `log-batch` either after storing it (the 500 of a server that saved, then crashed) or before.
+ */
+function metricServer(failure: "after storing" | "before storing" | "never") {
+  const stored: { key: string; value: unknown; timestamp: number; step: number }[] = [];
+  let batches = 0;
+  const handler = (call: Call) => {
+    if (call.path.endsWith("runs/log-batch")) {
+      batches++;
+      const metrics = call.json.metrics as typeof stored;
+      if (failure === "before storing" && batches === 1) {
+        return mlflowError(503, "TEMPORARILY_UNAVAILABLE", "x");
+      }
+      stored.push(...metrics);
+      if (failure === "after storing" && batches === 1) {
+        return mlflowError(500, "INTERNAL_ERROR", "db timeout");
+      }
+      return json({});
+    }
+    if (call.path.endsWith("metrics/get-history")) {
+      const key = call.query.get("metric_key");
+      return json({ metrics: stored.filter((m) => m.key === key) });
+    }
+    return mlflowError(404, "ENDPOINT_NOT_FOUND", call.path);
+  };
+  return { handler, stored };
+}
+
+Deno.test("logBatch() never stores a metric twice: after a 5xx it re-sends only the points the server lacks", async (t) => {
+  const metrics = [
+    { key: "loss", value: 0.5, step: 0, timestamp: 1000 },
+    { key: "loss", value: 0.4, step: 1, timestamp: 1000 },
+    { key: "loss", value: 0.4, step: 1, timestamp: 1001 },
+    { key: "auc", value: Number.NaN, step: 0, timestamp: 1000 },
+  ];
+  for (const failure of ["after storing", "before storing", "never"] as const) {
+    await t.step(`the first request fails ${failure}`, async () => {
+      const server = metricServer(failure);
+      const { mlflow, api } = client(server.handler);
+      await mlflow.logBatch("r1", { metrics });
+      assert.equal(server.stored.length, metrics.length, "each point stored exactly once");
+      assert.deepEqual(
+        server.stored.map((m) => `${m.key}@${m.step}/${m.timestamp}=${m.value}`).sort(),
+        ["auc@0/1000=NaN", "loss@0/1000=0.5", "loss@1/1000=0.4", "loss@1/1001=0.4"],
+      );
+      const sent = api().filter((c) => c.path.endsWith("runs/log-batch")).length;
+      assert.equal(sent, failure === "before storing" ? 2 : 1, "re-sent only when something was missing");
+    });
+  }
+
+  await t.step("a 4xx is not retried, and the retries are bounded", async () => {
+    const refused = client(() => mlflowError(400, "INVALID_PARAMETER_VALUE", "bad"));
+    await assert.rejects(() => refused.mlflow.logBatch("r1", { metrics: { f1: 0.5 } }), /400/);
+    assert.equal(refused.api().length, 1);
+    const down = client((call) =>
+      call.path.endsWith("get-history")
+        ? json({ metrics: [] })
+        : mlflowError(503, "TEMPORARILY_UNAVAILABLE", "x")
+    );
+    await assert.rejects(() => down.mlflow.logBatch("r1", { metrics: { f1: 0.5 } }), /503/);
+    assert.equal(down.api().filter((c) => c.path.endsWith("runs/log-batch")).length, 4, "1 + 3 retries");
+  });
 });
 
 Deno.test("createRun() reconciles a lost response through its request-id tag instead of creating twice", async (t) => {
