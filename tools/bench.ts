@@ -27,6 +27,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { exists, writeFileAtomic } from "../lib/core/atomic_file.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
+import { lockOutputs } from "../lib/core/lock.ts";
 import { optionalIntegerFlag } from "../lib/core/flags.ts";
 import type { Logger } from "../lib/core/log.ts";
 import { createRandom } from "../lib/data/sample_data.ts";
@@ -802,7 +803,9 @@ const DOCS_SKELETON = `# Benchmarks\n\n## Pipeline benchmark\n\n${DOCS_BEGIN}\n$
 export async function main(ctx: StageContext): Promise<StageResult> {
   const config = resolveConfig(ctx);
   const { log, signal } = ctx;
-  if (config.fromReport) return republish(config, log);
+  // One bench per output folder: two would share its scratch roots and report, and skew each other's times.
+  await using _lock = await lockOutputs(config.out, { stage: "bench", log, signal });
+  if (config.fromReport) return await republish(config, log);
   const tasks = (JSON.parse(await Deno.readTextFile(join(REPO_ROOT, "deno.json"))) as {
     tasks: Record<string, string | { command: string }>;
   }).tasks;

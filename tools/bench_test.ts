@@ -353,3 +353,41 @@ Deno.test("bench --help prints the usage, and a bad flag exits 2 before any work
   assert.match(bad.stderr, /^error: --sizes expects integers like 10000 or 100k, got "10x"\n/);
   assert.equal(bad.stdout, "");
 });
+
+Deno.test("a second bench on the same output folder refuses, naming the one running", async () => {
+  await using root = await createProjectRoot();
+  const out = root.resolve(".tmp-bench");
+  await Deno.mkdir(out, { recursive: true });
+  // The first bench, as far as the lock goes: a process holding the folder's lock and naming itself in it.
+  const holder = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      `const f = await Deno.open(${
+        JSON.stringify(join(out, ".lock"))
+      }, { read: true, write: true, create: true });
+       await f.lock(true);
+       await f.write(new TextEncoder().encode(JSON.stringify({ stage: "bench", pid: Deno.pid, startedAt: new Date().toISOString() })));
+       console.log("locked");
+       await new Promise((r) => setTimeout(r, 60_000));`,
+    ],
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    assert.match((await reader.read()).value ?? "", /locked/);
+    const second = await runTask(root, "bench", ["--from-report", "--no-docs"]);
+    assert.equal(second.code, 1, second.stderr);
+    assert.match(
+      second.stderr,
+      new RegExp(
+        `^error: \\S+\\.tmp-bench is in use by bench \\(pid ${holder.pid}, started \\S+, \\d+ s ago\\); wait`,
+        "m",
+      ),
+    );
+  } finally {
+    holder.kill("SIGKILL");
+    await holder.status;
+    await reader.cancel();
+  }
+});
