@@ -48,6 +48,8 @@ test: fmt lint check docker-lint mlflow-test ## Run every test (fmt, lint, check
 	summary=$$(sed 's/\x1b\[[0-9;]*m//g' .tmp-test/test-output.txt | grep -E '^(ok|FAILED) \| ' | tail -1); \
 	passed=$$(echo "$$summary" | sed -nE 's/.* ([0-9]+) passed.*/\1/p'); \
 	failed=$$(echo "$$summary" | sed -nE 's/.* ([0-9]+) failed.*/\1/p'); \
+	ignored=$$(echo "$$summary" | sed -nE 's/.* ([0-9]+) ignored.*/\1/p'); \
+	if [ -n "$$ignored" ]; then echo "$$ignored ignored: $$(sed 's/\x1b\[[0-9;]*m//g' .tmp-test/test-output.txt | grep -c 'skipped:') test file(s) printed why (grep 'skipped:' .tmp-test/test-output.txt)"; fi; \
 	echo "$${passed:-0} passed, $${failed:-0} failed"; exit $$status
 
 test-deps: ## Install Debian's chromium for the browser test (root or sudo; CI runs it); without it that test skips loudly
