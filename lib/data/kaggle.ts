@@ -20,6 +20,7 @@ import { createHash } from "node:crypto";
 import { basename } from "node:path";
 import { PipelineError, UsageError } from "../core/errors.ts";
 import { fileSize } from "../core/atomic_file.ts";
+import { describeFsError } from "../core/os_error.ts";
 
 /** The dataset this project trains on. */
 export const KAGGLE_DATASET = "kritanjalijain/amazon-reviews";
@@ -513,6 +514,17 @@ export async function downloadFile(options: DownloadOptions): Promise<DownloadRe
     if (total !== undefined && bytes !== total) throw new Error("the connection closed early");
   } catch (error) {
     if (options.signal?.aborted) throw options.signal.reason ?? error;
+    // A full disk or a read-only folder is not a broken connection: say what it is and what to do.
+    const fsError = await describeFsError(error, { path: dest, neededBytes: total });
+    if (fsError !== undefined) {
+      if (!resumable) await Deno.remove(partialPath).catch(() => {});
+      throw new PipelineError(
+        resumable && bytes > 0
+          ? `${fsError.message} (the ${formatBytes(bytes)} downloaded so far are kept and resumed)`
+          : fsError.message,
+        { cause: error },
+      );
+    }
     const of = total === undefined ? "" : ` of ${formatBytes(total)}`;
     const next = resumable ? "run again to resume" : "run again to restart it";
     throw new PipelineError(

@@ -16,7 +16,7 @@ import {
   resolveKaggleCredentials,
 } from "./kaggle.ts";
 import { PipelineError, UsageError } from "../core/errors.ts";
-import { scratchDir } from "../_testing.ts";
+import { canMount, MOUNT_SKIP_NOTE, mountTmpfs, scratchDir } from "../_testing.ts";
 
 interface Seen {
   url: string;
@@ -447,4 +447,38 @@ Deno.test("resolveKaggleCredentials() keeps an opaque token with slashes but ref
   for (const path of ["~/.kaggle/access_token", "./token", "../token"]) {
     assert.throws(() => resolveKaggleCredentials({ KAGGLE_API_TOKEN: path }), /looks like a file path/);
   }
+});
+
+const mountable = await canMount();
+if (!mountable) console.warn(`kaggle_test.ts: ${MOUNT_SKIP_NOTE}`);
+
+Deno.test({
+  name:
+    'downloadFile() on a full disk says so (not "broke off"), with the size it needs, and keeps a resumable part',
+  ignore: !mountable,
+  async fn() {
+    await using dir = await scratchDir("kaggle-");
+    const disk = join(dir.path, "downloads");
+    await using _mount = await mountTmpfs(disk, 64 << 10);
+    const dest = join(disk, "train.csv.zip");
+    const big = new Uint8Array(200_000).fill(7);
+    const headers = { "accept-ranges": "bytes", etag: '"v1"', "content-length": String(big.length) };
+    const chunks = () =>
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (let at = 0; at < big.length; at += 8_000) controller.enqueue(big.slice(at, at + 8_000));
+          controller.close();
+        },
+      });
+    const server = fakeFetch(() => new Response(chunks(), { headers }));
+    await assert.rejects(
+      downloadFile({ url: new URL(`${STORAGE}/f`), dest, key: "k", fetch: server.fetch, checkNet: allowAll }),
+      (error: unknown) =>
+        error instanceof PipelineError &&
+        new RegExp(
+          `^no space left on the device holding ${dest} \\(needs about 200 kB\\); free space there, ` +
+            "or move data/ to a larger disk, then run again \\(the \\S+ kB downloaded so far are kept and resumed\\)$",
+        ).test(error.message),
+    );
+  },
 });
