@@ -33,7 +33,7 @@ Deno.test("preprocess_test rejects bad flags with one error line plus usage and 
     const [args, message] of [
       [["--bogus"], /^error: Unknown option '--bogus'/],
       [["3"], /^error: Unexpected argument '3'/],
-      [["--workers", "-2"], /^error: --workers must be between 0 and 64, got -2$/],
+      [["--workers", "-2"], /^error: --workers must be between 0 and 64, got -2\n/],
       [["--workers=99"], /^error: --workers must be between 0 and 64, got 99/],
     ] as const
   ) {
