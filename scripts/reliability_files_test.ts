@@ -15,11 +15,15 @@ import { canMount, MOUNT_SKIP_NOTE, mountTmpfs } from "../lib/_testing.ts";
 import {
   createProjectRoot,
   errorLines,
+  mlflowEnv,
   ok,
   type ProjectRoot,
+  REPO_ROOT,
+  requireServer,
   runTask,
   type StageRun,
   startTask,
+  testMlflowServer,
 } from "./_testing.ts";
 
 const NO_KAGGLE = { KAGGLE_API_TOKEN: "", KAGGLE_USERNAME: "", KAGGLE_KEY: "", KAGGLE_API_BASE_URL: "" };
@@ -447,3 +451,45 @@ async function du(dir: string): Promise<number> {
   }
   return total;
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The MLflow server's own disk
+
+Deno.test({
+  name:
+    "a real MLflow server whose artifact store is full: train exits 1 with one line naming the server's answer, run FAILED, no version",
+  ignore: !mountable,
+  async fn() {
+    await using root = await createProjectRoot();
+    for (
+      const [task, args] of [
+        ["ingest", ["--source", "sample", "--rows", "3000", "--test-rows", "300"]],
+        ["split_batches", []],
+        ["preprocess_batch", ["0"]],
+      ] as const
+    ) ok(await runTask(root, task, [...args], { env: NO_KAGGLE, timeoutMs: STAGE_TIMEOUT_MS }), task);
+    await using server = testMlflowServer("mlflow-full-disk");
+    await server.start();
+    const client = await requireServer(server.uri);
+    // The server keeps artifacts in <data>/artifacts (tools/mlflow_server.sh): 8 kB holds no model.
+    await using _disk = await mountTmpfs(
+      join(REPO_ROOT, ".tmp-test", "mlflow-full-disk", "artifacts"),
+      8 << 10,
+    );
+    const name = "full-artifact-store";
+    // The client retries a 500 eight times (about a minute) before it gives up: the server may recover.
+    const run = await runTask(root, "train", ["--batches", "0", "--trees", "3"], {
+      env: mlflowEnv(server.uri, name),
+      timeoutMs: 240_000,
+    });
+    assert.match(
+      oneErrorLine(run, "train"),
+      /^error: MLflow at \S+ could not store an artifact: PUT \S+ failed \(500 HTTP_500\): Internal Server Error; the server's log says why, most often its artifact store \(--artifacts-destination\) is full or read-only$/,
+    );
+    const experiment = await client.getExperimentByName(name);
+    const runs = await client.searchRuns({ experimentIds: [experiment!.experimentId] });
+    assert.deepEqual(runs.runs.map((r) => r.info.status), ["FAILED"]);
+    const versions = await client.searchModelVersions({ filter: `name='${name}'` });
+    assert.deepEqual(versions.modelVersions, [], "no version registered");
+  },
+});

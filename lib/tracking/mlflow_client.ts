@@ -795,6 +795,12 @@ export class MlflowClient {
     } else if (status === 503 && !errorCode && endpoint.includes("mlflow-artifacts")) {
       errorCode = "TEMPORARILY_UNAVAILABLE";
       message = `${at} does not serve artifacts (503 on ${endpoint}); run the server with --serve-artifacts`;
+    } else if (status >= 500 && endpoint.startsWith("PUT ") && endpoint.includes("mlflow-artifacts")) {
+      // MLflow answers a failed artifact write (its disk full, its folder read-only) with a bare 500.
+      errorCode ||= `HTTP_${status}`;
+      message = `${at} could not store an artifact: ${endpoint} failed (${status} ${errorCode})${
+        serverMessage ? `: ${serverMessage}` : ""
+      }; the server's log says why, most often its artifact store (--artifacts-destination) is full or read-only`;
     } else {
       errorCode ||= `HTTP_${status}`;
       message = `${at}: ${endpoint} failed (${status} ${errorCode})${

@@ -292,6 +292,23 @@ Deno.test("MlflowApiError explains non-JSON bodies: host check, basic auth, unkn
   }
 });
 
+Deno.test("MlflowApiError says where to look when the server fails to store an artifact (a bare 500)", async () => {
+  const { mlflow } = client(() => new Response("Internal Server Error", { status: 500 }), {
+    retry: { retries: 0 },
+  });
+  await assert.rejects(
+    () => mlflow.uploadArtifact("mlflow-artifacts:/1/r/artifacts", "model/engine.bin", new Uint8Array([1])),
+    (error: unknown) => {
+      assert.ok(error instanceof MlflowApiError);
+      assert.match(
+        error.message,
+        /^MLflow at \S+ could not store an artifact: PUT \S+\/model\/engine\.bin failed \(500 HTTP_500\): Internal Server Error; the server's log says why, most often its artifact store \(--artifacts-destination\) is full or read-only$/,
+      );
+      return true;
+    },
+  );
+});
+
 Deno.test("MlflowApiError explains a 503 from a server without --serve-artifacts", async () => {
   const { mlflow } = client(() => new Response("Service Unavailable", { status: 503 }), {
     retry: { retries: 0 },
