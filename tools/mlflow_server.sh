@@ -93,11 +93,13 @@ start() {
     python=$(dirname "$mlflow_bin")/python
     # A new session makes the server a process-group leader, so `stop` can end its uvicorn workers
     # by that one id. Python's os.setsid works where the setsid(1) binary is missing (macOS).
+    # Descriptors above 2 are closed: a server started under `flock LOCK make test` would otherwise
+    # inherit the lock and hold it for as long as it runs, long after the tests that took it.
     echo "--- $(date -u +%FT%TZ) start port=$port" >>"$log_file"
     # MLflow 3 starts a pool of background job consumers (about ten Python processes, 2 GB of memory)
     # for server-side jobs this pipeline never submits; MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true restores them.
     MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" \
-      "$python" -c 'import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])' \
+      "$python" -c 'import os, sys; os.setsid(); os.closerange(3, 65536); os.execvp(sys.argv[1], sys.argv[1:])' \
       "$mlflow_bin" server \
       --host "${MLFLOW_HOST:-127.0.0.1}" --port "$port" \
       --workers "${MLFLOW_WORKERS:-2}" \
