@@ -1,5 +1,5 @@
 /**
- * Keeps the orchestration manifests in docker/orchestration/ true: every step must run a real stage with flags
+ * Keeps the Argo and Step Functions manifests in orchestration/ true: every step must run a real stage with flags
  * that stage accepts (checked by running the step's container arguments through docker/entrypoint.sh with
  * `--help`), the fan-out over batches must exist, and every name a manifest refers to (template, parameter,
  * volume claim, ConfigMap, container, state) must be defined.
@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { REPO_ROOT } from "../scripts/_testing.ts";
-import { checkStageCommand, createImageRoot, fillPlaceholders } from "./_testing.ts";
+import { checkStageCommand, createImageRoot, fillPlaceholders } from "../docker/_testing.ts";
 
-const ORCHESTRATION = join(REPO_ROOT, "docker", "orchestration");
+const ORCHESTRATION = join(REPO_ROOT, "orchestration");
 /** uid of the image's `deno` user, which owns /app/data in the image. */
 const IMAGE_UID = 1993;
 
@@ -67,8 +67,8 @@ interface ArgoTask {
 }
 
 function loadArgo() {
-  const [workflow] = readYamlDocuments("argo-workflow.yaml");
-  const k8s = readYamlDocuments("kubernetes.yaml");
+  const [workflow] = readYamlDocuments("argo/argo-workflow.yaml");
+  const k8s = readYamlDocuments("argo/kubernetes.yaml");
   const spec = asObject(workflow?.spec);
   const templates = asArray<ArgoTemplate>(spec.templates);
   const byName = new Map(templates.map((t) => [t.name, t]));
@@ -257,7 +257,7 @@ function ecsSteps(machine: Json): EcsStep[] {
 }
 
 Deno.test("step-functions.asl.json: every transition leads to a state and every branch ends", () => {
-  const machine = readJson("step-functions.asl.json");
+  const machine = readJson("step-functions/step-functions.asl.json");
   const check = (graph: Json, where: string) => {
     const states = asObject(graph.States);
     assert.ok(String(graph.StartAt) in states, `${where}: StartAt ${graph.StartAt} is not a state`);
@@ -276,7 +276,7 @@ Deno.test("step-functions.asl.json: every transition leads to a state and every 
 });
 
 Deno.test("step-functions.asl.json: preprocess-batch runs in a Map over the batches split-batches makes", () => {
-  const machine = readJson("step-functions.asl.json");
+  const machine = readJson("step-functions/step-functions.asl.json");
   const map = [...walkStates(machine)].find(({ state }) =>
     state.Type === "Map" &&
     ecsSteps(asObject(state.ItemProcessor)).some((s) => s.argv[0] === "preprocess-batch")
@@ -293,8 +293,8 @@ Deno.test("step-functions.asl.json: preprocess-batch runs in a Map over the batc
 });
 
 Deno.test("step-functions.asl.json: every ECS step runs a real stage with valid flags in the task definition's container", async () => {
-  const machine = readJson("step-functions.asl.json");
-  const taskDefinition = readJson("ecs-task-definition.json");
+  const machine = readJson("step-functions/step-functions.asl.json");
+  const taskDefinition = readJson("step-functions/ecs-task-definition.json");
   const containers = asArray(taskDefinition.containerDefinitions);
   await using root = await createImageRoot();
   const steps = ecsSteps(machine);
@@ -313,7 +313,7 @@ Deno.test("step-functions.asl.json: every ECS step runs a real stage with valid 
 });
 
 Deno.test("ecs-task-definition.json: secrets come from Secrets Manager and data from EFS at /app/data", () => {
-  const taskDefinition = readJson("ecs-task-definition.json");
+  const taskDefinition = readJson("step-functions/ecs-task-definition.json");
   const [container] = asArray(taskDefinition.containerDefinitions);
   assert.ok(container);
   assert.equal(
