@@ -27,6 +27,7 @@ export const MLFLOW_ENV_USAGE = `Environment:
   MLFLOW_MODEL_NAME          registered model name (default ${DEFAULT_MODEL_NAME})
   MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD   basic auth
   MLFLOW_TRACKING_TOKEN      bearer token (when no username/password)
+  MLFLOW_RUN_TAGS            train, evaluate: extra run tags as a JSON object (an orchestrator's run and task)
   MLFLOW_ALLOW_NET           deno task only: --allow-net=host:port when the URI is not the default`;
 
 /** A connected MLflow client with its configuration. */
@@ -34,7 +35,7 @@ export interface MlflowSession {
   config: MlflowConfig;
   client: MlflowClient;
   modelName: string;
-  /** Standard run tags: source, user, git commit when known. */
+  /** Standard run tags: source, user, git commit when known, and the orchestrator's `MLFLOW_RUN_TAGS`. */
   sourceTags(script: string, stage: string): Record<string, string>;
 }
 
@@ -69,6 +70,7 @@ export async function connectMlflow(
       "mlflow.user": env.USER ?? "unknown",
       "pipeline.stage": stage,
       ...(env.GIT_COMMIT ? { "mlflow.source.git.commit": env.GIT_COMMIT } : {}),
+      ...config.runTags,
     }),
   };
 }

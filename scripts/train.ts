@@ -386,6 +386,8 @@ async function registerModel(
       tokenizer_version: TOKENIZER_VERSION,
       // Verified on load: model.json cannot carry its own checksum.
       [MODEL_JSON_SHA256_TAG]: sha256Hex(files.get("model.json")!),
+      // The orchestrator's coordinates (e.g. the Airflow DAG run and task that trained this version).
+      ...context.mlflow.config.runTags,
     },
   });
   await client.setTag(run.info.runId, "registered_model_version", String(version.version));

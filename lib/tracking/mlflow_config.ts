@@ -23,6 +23,7 @@ export const MLFLOW_ENV_NAMES = [
   "MLFLOW_TRACKING_USERNAME",
   "MLFLOW_TRACKING_PASSWORD",
   "MLFLOW_TRACKING_TOKEN",
+  "MLFLOW_RUN_TAGS",
 ] as const;
 
 /** Values of {@linkcode MLFLOW_ENV_NAMES}, as returned by `readEnv`. */
@@ -46,6 +47,11 @@ export interface MlflowConfig {
   readonly username?: string;
   readonly password?: string;
   readonly token?: string;
+  /**
+   * Tags an orchestrator asks every run (and the model version train registers) to carry, from
+   * `MLFLOW_RUN_TAGS`; e.g. the Airflow DAG's `airflow.dag_run_id`, which links a run back to its task.
+   */
+  readonly runTags?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -97,13 +103,65 @@ export function resolveMlflowConfig(flags: MlflowFlags, env: MlflowEnv): MlflowC
     username?: string;
     password?: string;
     token?: string;
+    runTags?: Readonly<Record<string, string>>;
   } = { trackingUri, trackingUriSource: source, experimentName };
   if (username !== undefined && password !== undefined) {
     config.username = username;
     config.password = password;
   }
   if (env.MLFLOW_TRACKING_TOKEN !== undefined) config.token = env.MLFLOW_TRACKING_TOKEN;
+  if (env.MLFLOW_RUN_TAGS !== undefined) config.runTags = parseRunTags(env.MLFLOW_RUN_TAGS);
   return Object.freeze(config);
+}
+
+/** MLflow's limits on a tag key and value (characters). */
+const TAG_KEY_MAX = 250;
+const TAG_VALUE_MAX = 8000;
+
+/**
+ * Parses `MLFLOW_RUN_TAGS`: a JSON object of string values, e.g.
+ * `{"airflow.dag_id": "amazon_reviews_pipeline", "airflow.task_id": "train"}`.
+ *
+ * @param raw The variable's value.
+ * @returns The tags, frozen.
+ * @throws {UsageError} when it is not such an object, a key or value exceeds MLflow's limits, or a key is
+ *   one of MLflow's own (`mlflow.*`), which the stages set themselves.
+ *
+ * @example Usage
+ * ```ts
+ * import { parseRunTags } from "./mlflow_config.ts";
+ * parseRunTags('{"airflow.task_id": "train"}'); // { "airflow.task_id": "train" }
+ * ```
+ */
+export function parseRunTags(raw: string): Readonly<Record<string, string>> {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new UsageError(`MLFLOW_RUN_TAGS is not JSON; expected an object such as {"team": "reviews"}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new UsageError(`MLFLOW_RUN_TAGS must be a JSON object of strings, such as {"team": "reviews"}`);
+  }
+  const tags: Record<string, string> = {};
+  for (const [key, tag] of Object.entries(value)) {
+    if (typeof tag !== "string") {
+      throw new UsageError(`MLFLOW_RUN_TAGS: the value of ${JSON.stringify(key)} must be a string`);
+    }
+    if (key.trim() === "" || key.length > TAG_KEY_MAX) {
+      throw new UsageError(`MLFLOW_RUN_TAGS: tag keys must be 1 to ${TAG_KEY_MAX} characters`);
+    }
+    if (key.startsWith("mlflow.")) {
+      throw new UsageError(`MLFLOW_RUN_TAGS: ${JSON.stringify(key)} is one of MLflow's own tags`);
+    }
+    if (tag.length > TAG_VALUE_MAX) {
+      throw new UsageError(
+        `MLFLOW_RUN_TAGS: the value of ${JSON.stringify(key)} exceeds ${TAG_VALUE_MAX} characters`,
+      );
+    }
+    tags[key] = tag;
+  }
+  return Object.freeze(tags);
 }
 
 /**

@@ -5,6 +5,7 @@ import {
   DEFAULT_EXPERIMENT_NAME,
   DEFAULT_TRACKING_URI,
   netGrantHost,
+  parseRunTags,
   resolveMlflowConfig,
   validateTrackingUri,
 } from "./mlflow_config.ts";
@@ -140,4 +141,37 @@ Deno.test({
       },
     );
   },
+});
+
+Deno.test("resolveMlflowConfig() reads the orchestrator's run tags from MLFLOW_RUN_TAGS", () => {
+  const config = resolveMlflowConfig({}, {
+    MLFLOW_RUN_TAGS: '{"airflow.dag_id": "amazon_reviews_pipeline", "airflow.task_id": "train"}',
+  });
+  assert.deepEqual(config.runTags, {
+    "airflow.dag_id": "amazon_reviews_pipeline",
+    "airflow.task_id": "train",
+  });
+  assert.ok(Object.isFrozen(config.runTags));
+  assert.equal(resolveMlflowConfig({}, {}).runTags, undefined);
+});
+
+Deno.test("parseRunTags() refuses what MLflow would refuse, or what would overwrite the stage's own tags", async (t) => {
+  const cases: [string, RegExp][] = [
+    ["not json", /MLFLOW_RUN_TAGS is not JSON/],
+    ['["a"]', /must be a JSON object of strings/],
+    ["null", /must be a JSON object of strings/],
+    ['{"a": 1}', /the value of "a" must be a string/],
+    ['{"": "x"}', /tag keys must be 1 to 250 characters/],
+    [JSON.stringify({ ["k".repeat(251)]: "x" }), /tag keys must be 1 to 250 characters/],
+    [JSON.stringify({ a: "v".repeat(8001) }), /exceeds 8000 characters/],
+    ['{"mlflow.user": "someone"}', /is one of MLflow's own tags/],
+  ];
+  for (const [raw, message] of cases) {
+    await t.step(raw.slice(0, 40), () => {
+      assert.throws(
+        () => parseRunTags(raw),
+        (error: unknown) => error instanceof UsageError && message.test(error.message),
+      );
+    });
+  }
 });
