@@ -42,7 +42,7 @@ lint: setup ## Lint (deno lint)
 check: setup ## Type-check every module (deno check)
 	$(DENO) check -q --frozen scripts/ tools/ lib/
 
-test: fmt lint check docker-lint mlflow-test ## Run every test (fmt, lint, check, then deno test against a throw-away MLflow at :5501); ends with "N passed, N failed"
+test: fmt lint check docker-lint airflow-install mlflow-test ## Run every test (fmt, lint, check, then deno test against a throw-away MLflow at :5501); ends with "N passed, N failed"
 	@mkdir -p .tmp-test
 	@set +e; MLFLOW_TRACKING_URI=$(MLFLOW_TEST_URI) $(DENO) test -P --frozen 2>&1 | tee .tmp-test/test-output.txt; status=$${PIPESTATUS[0]}; \
 	summary=$$(sed 's/\x1b\[[0-9;]*m//g' .tmp-test/test-output.txt | grep -E '^(ok|FAILED) \| ' | tail -1); \
@@ -186,6 +186,7 @@ mlflow-test: $(MLFLOW_STAMP) ## Start the tests' throw-away MLflow at :5501 (dat
 mlflow-test-stop: ## Stop the tests' MLflow server
 	@$(MLFLOW_SERVER_SH) stop --url $(MLFLOW_TEST_URI) --data $(CURDIR)/.tmp-test/mlflow
 
-# Docker targets (docker-model-*, docker-api-*) and benchmark targets live in their own files.
+# Docker targets (docker-model-*, docker-api-*), Airflow targets and benchmark targets live in their own files.
 -include docker/docker.mk
+-include orchestration/airflow/airflow.mk
 -include bench.mk
