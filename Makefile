@@ -52,10 +52,17 @@ test: fmt lint check docker-lint airflow-install mlflow-test ## Run every test (
 	if [ -n "$$ignored" ]; then echo "$$ignored ignored: $$(sed 's/\x1b\[[0-9;]*m//g' .tmp-test/test-output.txt | grep -c 'skipped:') test file(s) printed why (grep 'skipped:' .tmp-test/test-output.txt)"; fi; \
 	echo "$${passed:-0} passed, $${failed:-0} failed"; exit $$status
 
-test-deps: ## Install Debian's chromium for the browser test (root or sudo; CI runs it); without it that test skips loudly
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian's Jekyll with the plugins GitHub Pages runs and the site's theme, for docs/site_test.ts.
+JEKYLL_PACKAGES := jekyll jekyll-theme-minima ruby-jekyll-relative-links ruby-jekyll-optional-front-matter \
+	ruby-jekyll-titles-from-headings ruby-jekyll-default-layout ruby-jekyll-readme-index ruby-jekyll-seo-tag
+
+test-deps: ## Install Debian's chromium (browser test) and jekyll (Pages site test) (root or sudo; CI runs it); without them those tests skip loudly
+	@installed=$$(dpkg-query -W -f='$${db:Status-Status} $${Package}\n' chromium $(JEKYLL_PACKAGES) 2>/dev/null || true); \
+	missing=$$(for package in chromium $(JEKYLL_PACKAGES); do \
+		grep -qx "installed $$package" <<<"$$installed" || echo "$$package"; done); \
+	test -z "$$missing" || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; }
 
 docs: setup ## Regenerate docs/model/scripts.md from every stage's --help (docs/docs_test.ts checks it)
 	$(TASK) docs
