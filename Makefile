@@ -12,7 +12,7 @@ TASK := $(DENO) task -q
 # Extra flags for a stage, e.g. `make ingest ARGS="--rows 5000"`.
 ARGS ?=
 
-.PHONY: help setup deps fmt fmt-fix lint check test test-deps docs docs-diagram clean \
+.PHONY: help setup deps fmt fmt-fix lint workflow-lint check test test-deps docs docs-diagram clean \
 	ingest split-batches preprocess-batch preprocess-test pipeline-ingest \
 	train evaluate predict serve pipeline-train demo
 
@@ -36,8 +36,24 @@ fmt: setup ## Check formatting (deno fmt --check)
 fmt-fix: setup ## Format the code in place
 	$(DENO) fmt -q
 
-lint: setup ## Lint (deno lint)
+lint: setup workflow-lint ## Lint (deno lint, and the GitHub workflows with actionlint and zizmor)
 	$(DENO) lint -q
+
+LINT_VENV := $(CURDIR)/.venv-lint
+LINT_STAMP := $(LINT_VENV)/.requirements-lint.stamp
+
+$(LINT_STAMP): requirements-lint.txt
+	@test -x $(LINT_VENV)/bin/python || $(PYTHON) -m venv $(LINT_VENV) || \
+		{ echo "error: '$(PYTHON) -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+	@$(LINT_VENV)/bin/python -m pip install --disable-pip-version-check --no-input -r requirements-lint.txt \
+		>$(LINT_VENV)/pip-install.log 2>&1 || { tail -n 20 $(LINT_VENV)/pip-install.log >&2; \
+		echo "error: pip install -r requirements-lint.txt failed; full log: .venv-lint/pip-install.log" >&2; exit 1; }
+	@touch $@
+
+# zizmor runs offline: its online audits ask GitHub's API about each action's tags and advisories.
+workflow-lint: $(LINT_STAMP) ## Lint .github/workflows/ with actionlint and zizmor (pinned in requirements-lint.txt)
+	@$(LINT_VENV)/bin/actionlint -no-color .github/workflows/*.yml
+	@$(LINT_VENV)/bin/zizmor --offline --quiet --no-progress .github/workflows/
 
 check: setup ## Type-check every module (deno check)
 	$(DENO) check -q --frozen scripts/ tools/ lib/
