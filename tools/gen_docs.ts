@@ -36,7 +36,7 @@ export const STAGES: readonly StageSpec[] = [
 export const SCRIPTS_DOC = "docs/model/scripts.md";
 
 /** Makefiles whose `target: ## description` lines document the make targets. */
-export const MAKEFILES = ["Makefile", "docker/docker.mk", "bench.mk"];
+export const MAKEFILES = ["Makefile", "docker/docker.mk", "orchestration/airflow/airflow.mk", "bench.mk"];
 
 /** A make target and its `## ` description. */
 export interface MakeTarget {
