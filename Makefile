@@ -36,7 +36,7 @@ fmt: setup ## Check formatting (deno fmt --check)
 fmt-fix: setup ## Format the code in place
 	$(DENO) fmt -q
 
-lint: setup workflow-lint ## Lint (deno lint, and the GitHub workflows with actionlint and zizmor)
+lint: setup workflow-lint airflow-lint ## Lint (deno lint; the GitHub workflows with actionlint and zizmor; the DAG's Python with ruff)
 	$(DENO) lint -q
 
 LINT_VENV := $(CURDIR)/.venv-lint

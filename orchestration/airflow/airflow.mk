@@ -13,7 +13,7 @@ AIRFLOW_LOCAL_HOME := $(CURDIR)/.airflow
 # DAG run configuration for `make airflow-run`, e.g. AIRFLOW_CONF='{"model": "forest", "num_batches": 4}'.
 AIRFLOW_CONF ?= {}
 
-.PHONY: airflow-install airflow-dag-test airflow-run
+.PHONY: airflow-install airflow-dag-test airflow-run airflow-lint
 
 ##@ Airflow (its own venv .venv-airflow/, pinned in orchestration/airflow/requirements.txt)
 $(AIRFLOW_STAMP): $(AIRFLOW_REQUIREMENTS)
@@ -43,3 +43,7 @@ airflow-run: setup airflow-install ## Run the DAG once on this project's data/ w
 	$(AIRFLOW_BIN) db migrate >$(AIRFLOW_LOCAL_HOME)/db-migrate.log 2>&1 || \
 		{ tail -n 20 $(AIRFLOW_LOCAL_HOME)/db-migrate.log >&2; echo "error: airflow db migrate failed" >&2; exit 1; }; \
 	$(AIRFLOW_BIN) dags test amazon_reviews_pipeline -c $(call shell_quote,$(AIRFLOW_CONF))
+
+airflow-lint: $(LINT_STAMP) ## Lint and format-check the DAG's Python with ruff (orchestration/airflow/ruff.toml)
+	@$(LINT_VENV)/bin/ruff check --quiet orchestration/airflow
+	@$(LINT_VENV)/bin/ruff format --quiet --check orchestration/airflow

@@ -72,7 +72,9 @@ def evaluate_arguments(context: Context, jinja_env: object = None) -> list[str]:
         "source": Param("sample", type="string", description="ingest --source: sample, kaggle, PATH or URL"),
         "rows": Param(20000, type="integer", minimum=1, description="sample source: training reviews"),
         "test_rows": Param(5000, type="integer", minimum=1, description="sample source: test reviews"),
-        "num_batches": Param(4, type="integer", minimum=1, maximum=1000, description="split_batches --num-batches"),
+        "num_batches": Param(
+            4, type="integer", minimum=1, maximum=1000, description="split_batches --num-batches"
+        ),
         "model": Param("linear", enum=["linear", "forest"], description="model family to train"),
         "mode": Param(
             None,
@@ -84,7 +86,9 @@ def evaluate_arguments(context: Context, jinja_env: object = None) -> list[str]:
     },
 )
 def amazon_reviews_pipeline() -> None:
-    ingest = PipelineStageOperator(task_id="ingest", stage="ingest", arguments=ingest_arguments, **SAFE_TO_RETRY)
+    ingest = PipelineStageOperator(
+        task_id="ingest", stage="ingest", arguments=ingest_arguments, **SAFE_TO_RETRY
+    )
     split_batches = PipelineStageOperator(
         task_id="split_batches",
         stage="split_batches",
@@ -108,7 +112,9 @@ def amazon_reviews_pipeline() -> None:
         map_index_template="batch {{ task.arguments[0] }}",
         **SAFE_TO_RETRY,
     ).expand(arguments=batches.map(lambda batch: [str(batch)]))
-    preprocess_test = PipelineStageOperator(task_id="preprocess_test", stage="preprocess_test", **SAFE_TO_RETRY)
+    preprocess_test = PipelineStageOperator(
+        task_id="preprocess_test", stage="preprocess_test", **SAFE_TO_RETRY
+    )
     train = PipelineStageOperator(task_id="train", stage="train", arguments=train_arguments, **NEVER_RETRY)
     evaluate = PipelineStageOperator(
         task_id="evaluate", stage="evaluate", arguments=evaluate_arguments, **NEVER_RETRY

@@ -143,7 +143,9 @@ class PipelineStageOperator(DockerOperator):
         self.log.info("stage %s %s (mode %s)", self.stage, " ".join(arguments), mode)
         tags = airflow_run_tags(context)
         result = (
-            self.run_deno_task(arguments, tags) if mode == "deno" else self.run_in_image(context, arguments, tags)
+            self.run_deno_task(arguments, tags)
+            if mode == "deno"
+            else self.run_in_image(context, arguments, tags)
         )
         for key in ("run_id", "model_version"):
             if result and result.get(key) is not None:
@@ -196,7 +198,11 @@ class PipelineStageOperator(DockerOperator):
         folder.mkdir(parents=True, exist_ok=True)
         self.command = [self.stage, *arguments]
         self.mounts = [Mount(target="/app/data", source=str(folder), type="bind")]
-        self.environment = {**container_mlflow_env(), **(self.environment or {}), "MLFLOW_RUN_TAGS": json.dumps(dict(tags))}
+        self.environment = {
+            **container_mlflow_env(),
+            **(self.environment or {}),
+            "MLFLOW_RUN_TAGS": json.dumps(dict(tags)),
+        }
         self.private_environment = {
             name: os.environ[name]
             for name in (
