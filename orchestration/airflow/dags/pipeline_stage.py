@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -194,12 +195,15 @@ class PipelineStageOperator(DockerOperator):
     def run_in_image(
         self, context: Context, arguments: list[str], tags: Mapping[str, str]
     ) -> dict[str, Any] | None:
-        folder = container_data_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+        podman = engine_is_podman(self.cli.version())
+        self.user = os.environ.get("AMAZON_REVIEWS_CONTAINER_USER") or container_user()
+        self.mounts = [Mount(target="/app/data", source=str(prepare_data_dir(self.user)), type="bind")]
+        if not podman:
+            # Docker resolves the host's name only when asked; Podman names it host.containers.internal itself.
+            self.extra_hosts = {"host.docker.internal": "host-gateway"}
         self.command = [self.stage, *arguments]
-        self.mounts = [Mount(target="/app/data", source=str(folder), type="bind")]
         self.environment = {
-            **container_mlflow_env(),
+            **container_mlflow_env(podman),
             **(self.environment or {}),
             "MLFLOW_RUN_TAGS": json.dumps(dict(tags)),
         }
@@ -218,12 +222,12 @@ class PipelineStageOperator(DockerOperator):
         self.xcom_all = True
         self.do_xcom_push = True
         try:
-            lines = super().execute(context) or []
+            lines = super().execute(context)
         except DockerContainerFailedException as error:
             logs = [line.decode() if isinstance(line, bytes) else str(line) for line in (error.logs or [])]
-            code = getattr(self.cli.inspect_container(self.container["Id"]), "get", lambda *_: None)("State")
-            self.fail(code["ExitCode"] if isinstance(code, dict) else 1, logs)
-        return json_result(lines if isinstance(lines, list) else [lines])
+            status = re.search(r"'StatusCode': (\d+)", str(error))
+            self.fail(int(status.group(1)) if status else 1, logs)
+        return json_result(lines if isinstance(lines, list) else [str(lines or "")])
 
     def fail(self, code: int, lines: Sequence[str]) -> None:
         """Raises the failure Airflow shows for a stage that exited with ``code``."""
@@ -241,14 +245,46 @@ class PipelineStageOperator(DockerOperator):
             super().on_kill()
 
 
-def container_mlflow_env() -> dict[str, str]:
-    """MLflow settings for a stage in a container: the worker's, with a server on the worker's loopback reached
-    through the engine's name for the host (``AMAZON_REVIEWS_CONTAINER_MLFLOW_URI`` overrides)."""
+def engine_is_podman(version: Mapping[str, Any]) -> bool:
+    """Whether the engine behind the Docker API is Podman (from ``GET /version``)."""
+    return any(
+        "podman" in str(component.get("Name", "")).lower() for component in version.get("Components") or []
+    )
+
+
+def container_user() -> str:
+    """Who the stages run as in a container: the worker's user, so the data files are its own; the image's own
+    user (uid 1993) when the worker runs as root, never root (what ``make docker-model-*`` does)."""
+    uid, gid = os.getuid(), os.getgid()
+    return "1993:1993" if uid == 0 else f"{uid}:{gid}"
+
+
+def prepare_data_dir(user: str) -> Path:
+    """The data folder for image mode, created if missing and, when the worker is root, given to ``user``."""
+    folder = container_data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.getuid() == 0:
+        uid, _, gid = user.partition(":")
+        if uid.isdigit() and (not gid or gid.isdigit()):
+            os.chown(folder, int(uid), int(gid or uid))
+    return folder
+
+
+def container_mlflow_env(podman: bool) -> dict[str, str]:
+    """MLflow settings for a stage in a container: the worker's, except that a server on the worker's loopback
+    is reached through the engine's name for the host (``AMAZON_REVIEWS_CONTAINER_MLFLOW_URI`` overrides).
+    That server must listen beyond 127.0.0.1 (``make mlflow MLFLOW_HOST=0.0.0.0``)."""
     env = {
         name: os.environ[name]
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_MODEL_NAME")
         if os.environ.get(name)
     }
+    uri = env.get("MLFLOW_TRACKING_URI")
+    if uri:
+        parts = urlsplit(uri)
+        if parts.hostname in ("127.0.0.1", "localhost"):
+            host = "host.containers.internal" if podman else "host.docker.internal"
+            env["MLFLOW_TRACKING_URI"] = parts._replace(netloc=f"{host}:{parts.port or 80}").geturl()
     override = os.environ.get("AMAZON_REVIEWS_CONTAINER_MLFLOW_URI")
     if override:
         env["MLFLOW_TRACKING_URI"] = override
