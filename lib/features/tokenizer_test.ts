@@ -417,3 +417,60 @@ Deno.test("tokenizeReview() gives ASCII text the same tokens on its fast path as
     { numRuns: 1000 },
   );
 });
+
+Deno.test("tokenizeReviewWithSources() gives exactly tokenizeReview()'s tokens, each traced to the word typed", () => {
+  const junk = fc.string({
+    unit: fc.constantFrom(..."abcXYZ019 '!?.,;:()[]<>&#/\\-=\"`_ntİßﬁé\u0301\u2019😀ΣΑ"),
+    maxLength: 120,
+  });
+  const text = fc.oneof(junk, fc.string({ unit: "binary", maxLength: 200 }));
+  for (const title of ["plain", "prefixed", "both"] as const) {
+    const tokenizer = createTokenizer({ title });
+    fc.assert(
+      fc.property(text, text, (reviewTitle, reviewText) => {
+        const review = { title: reviewTitle, text: reviewText };
+        const { tokens, sources } = tokenizer.tokenizeReviewWithSources(review);
+        assert.deepEqual(tokens, tokenizer.tokenizeReview(review));
+        assert.equal(sources.length, tokens.length);
+        for (const source of sources) {
+          const field = source.field === "title" ? review.title : review.text;
+          assert.ok(source.start >= 0, `untraced ${JSON.stringify(source.text)} in ${JSON.stringify(field)}`);
+          assert.equal(field.slice(source.start, source.end), source.text);
+          assert.ok(source.text.length > 0);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  }
+});
+
+Deno.test("tokenizeReviewWithSources() traces words through the cleaning back to what was typed", async (t) => {
+  const cases: [string, string, string[]][] = [
+    ["entity apostrophe", "It didn&#39;t work", ["It", "didn&#39;t", "didn&#39;t", "work"]],
+    ["split contraction", "i do n't like it", ["i", "do n't", "do n't", "like", "it"]],
+    ["ligature and accent", "ﬁne café\u0301", ["ﬁne", "café\u0301"]],
+    ["dotted capital I", "İstanbul GOOD", ["İstanbul", "GOOD"]],
+    ["escapes and tags", "bad\\nreally<br />bad", ["bad", "really", "bad"]],
+    ["curly apostrophe", "Don\u2019t", ["Don\u2019t", "Don\u2019t"]],
+  ];
+  const tokenizer = createTokenizer({ lexicon: false });
+  for (const [name, text, typed] of cases) {
+    await t.step(name, () => {
+      const { sources } = tokenizer.tokenizeReviewWithSources({ title: "", text });
+      assert.deepEqual(sources.map((s) => s.text), typed);
+      for (const source of sources) assert.equal(text.slice(source.start, source.end), source.text);
+    });
+  }
+});
+
+Deno.test("tokenizeReviewWithSources() marks a negated word as such and ties lexicon tokens to their word", () => {
+  const { tokens, sources } = createTokenizer().tokenizeReviewWithSources({
+    title: "Not good",
+    text: "Great!",
+  });
+  assert.deepEqual(tokens, ["not", "not_good", "great", "!", "not__lexpos_", "_lexpos_"]);
+  assert.deepEqual(
+    sources.map((s) => `${s.field}:${s.word}:${s.text}`),
+    ["title:0:Not", "title:1:good", "text:0:Great", "text:1:!", "title:1:good", "text:0:Great"],
+  );
+});
