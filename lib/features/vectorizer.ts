@@ -522,6 +522,8 @@ export class Vectorizer {
    * vocabulary are ignored.
    *
    * @param tokens The document's tokens.
+   * @param origins When given (explanations), it is cleared and receives, for each occurrence of a
+   *   vocabulary term, three numbers: the id and the indexes in `tokens` of its first and last token.
    * @returns Sorted unique ids (a new array).
    *
    * @example Usage
@@ -531,21 +533,28 @@ export class Vectorizer {
    * console.assert(v.transform(["good", "not", "good"]).join() === "0,1");
    * ```
    */
-  transform(tokens: readonly string[]): Uint32Array<ArrayBuffer> {
+  transform(tokens: readonly string[], origins?: number[]): Uint32Array<ArrayBuffer> {
     if (this.#scratchTokens.length < tokens.length) {
       this.#scratchTokens = new Int32Array(powerOfTwoAtLeast(tokens.length));
       this.#scratchIds = new Uint32Array(2 * this.#scratchTokens.length);
     }
     const index = this.#scratchTokens;
     const found = this.#scratchIds;
+    // Position in `tokens` of each kept (non-empty) token; only explanations need it.
+    const at: number[] | undefined = origins ? [] : undefined;
+    if (origins) origins.length = 0;
     let n = 0;
     let k = 0;
     for (let i = 0; i < tokens.length; i++) {
       const raw = tokens[i]!;
       if (raw.length === 0) continue;
       const t = this.#tokenIndex.get(normalizeToken(raw));
+      at?.push(i);
       index[n++] = t === undefined ? EMPTY : t;
-      if (t !== undefined && this.#unigram[t]! >= 0) found[k++] = this.#unigram[t]!;
+      if (t !== undefined && this.#unigram[t]! >= 0) {
+        found[k++] = this.#unigram[t]!;
+        origins?.push(this.#unigram[t]!, i, i);
+      }
     }
     if (this.config.ngramMax === 2) {
       for (let i = 1; i < n; i++) {
@@ -553,7 +562,10 @@ export class Vectorizer {
         const b = index[i]!;
         if (a === EMPTY || b === EMPTY) continue;
         const id = this.#pairId(a, b);
-        if (id >= 0) found[k++] = id;
+        if (id >= 0) {
+          found[k++] = id;
+          if (at) origins!.push(id, at[i - 1]!, at[i]!);
+        }
       }
     }
     const ids = found.slice(0, k).sort();

@@ -17,6 +17,7 @@ import { PipelineError } from "../../core/errors.ts";
 import { SparseDataset, type SparseDatasetBuffers } from "./sparse_dataset.ts";
 import {
   leafValues,
+  NODE_VALUE_SCALE,
   OOB_SCALE,
   type OobAccumulator,
   TreeBuilder,
@@ -138,12 +139,28 @@ export interface ForestData {
    * tree so that neither training nor loading ever holds two copies of the forest.
    */
   trees: Int32Array[];
+  /**
+   * Each tree's node values (see `TreeResult.nodeValues`), for explanations; absent in models saved
+   * before explanations existed.
+   */
+  nodeValues?: Uint16Array[];
   /** Mean impurity-based importance per word, summing to 1 (all zero if no tree has a split). */
   importances: Float64Array;
   /** Out-of-bag accuracy, or null without bootstrap or when no review was out of bag. */
   oobAccuracy: number | null;
   /** Size and shape. */
   stats: ForestStats;
+}
+
+/** A forest's prediction for one review, decomposed over the words its trees tested. */
+export interface PathContributions {
+  /** Mean over trees of the root's positive share: the prediction before any split. */
+  bias: number;
+  /**
+   * Per vocabulary id tested on the review's paths: the mean over trees of the change in positive share
+   * at each split on that word. Words absent from the review contribute too (the split went "absent").
+   */
+  contributions: Map<number, number>;
 }
 
 /** A word and its importance. */
@@ -253,6 +270,64 @@ export class Forest {
     }
     onProgress?.(values.length);
     return Float64Array.from(values);
+  }
+
+  /** Whether the forest stores the node values {@linkcode Forest.explainProba} needs. */
+  get explainable(): boolean {
+    return this.#data.nodeValues !== undefined;
+  }
+
+  /**
+   * Decomposes {@linkcode Forest.predictProba} exactly over the splits on each tree's path (the
+   * path-contribution method, Saabas 2014): walking down a tree, each split moves the value from the
+   * node's positive share to its child's, and that change is credited to the split's word. Along a path the
+   * changes add up to the leaf's value minus the root's, so `bias + Σ contributions` equals the
+   * prediction, up to floating-point rounding.
+   *
+   * @param ids The review's vocabulary ids.
+   * @returns The bias and the contribution of each word tested on the paths.
+   * @throws {RangeError} for a forest without node values (saved before explanations) or a bad id.
+   *
+   * @example Usage
+   * ```ts
+   * import { SparseDataset } from "./sparse_dataset.ts";
+   * import { trainForest } from "./forest.ts";
+   * const data = SparseDataset.fromRows(2, [[0], [1], [0], [1]], [1, 0, 1, 0]);
+   * const forest = await trainForest(data, { trees: 3, bootstrap: false }, { workers: 0 });
+   * const { bias, contributions } = forest.explainProba([0]);
+   * console.assert(Math.abs(bias + contributions.get(0)! - forest.predictProba([0])) < 1e-12);
+   * ```
+   */
+  explainProba(ids: ArrayLike<number>): PathContributions {
+    const nodeValues = this.#data.nodeValues;
+    if (nodeValues === undefined) {
+      throw new RangeError("this forest was saved without node values, so it cannot explain; retrain it");
+    }
+    const mark = this.#markRow(ids);
+    const trees = this.#data.trees;
+    const values = this.#values;
+    const marks = this.#mark;
+    const contributions = new Map<number, number>();
+    const share = 1 / trees.length;
+    let bias = 0;
+    for (let t = 0; t < trees.length; t++) {
+      const nodes = trees[t]!;
+      const leaves = values[t]!;
+      const inner = nodeValues[t]!;
+      const valueOf = (i: number) => nodes[2 * i]! < 0 ? leaves[2 * i + 1]! : inner[i]! / NODE_VALUE_SCALE;
+      let i = 0;
+      let value = valueOf(0);
+      bias += value * share;
+      let f = nodes[0]!;
+      while (f >= 0) {
+        i = marks[f] === mark ? nodes[2 * i + 1]! : i + 1;
+        const next = valueOf(i);
+        contributions.set(f, (contributions.get(f) ?? 0) + (next - value) * share);
+        value = next;
+        f = nodes[2 * i]!;
+      }
+    }
+    return { bias, contributions };
   }
 
   /** Mean impurity-based importance per word id (a copy), summing to 1. */
@@ -535,6 +610,7 @@ function assembleForest(
     params,
     numFeatures: dataset.numFeatures,
     trees: results.map((tree) => tree.nodes),
+    nodeValues: results.map((tree) => tree.nodeValues),
     importances,
     oobAccuracy: oobRows > 0 ? oobCorrect / oobRows : null,
     stats: {

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { accuracy, synthetic } from "./_synthetic.ts";
-import { type Forest, resolveForestParams, resolveMaxFeatures, trainForest } from "./forest.ts";
-import { serializeForest } from "./model_format.ts";
+import { Forest, resolveForestParams, resolveMaxFeatures, trainForest } from "./forest.ts";
+import { deserializeForest, serializeForest } from "./model_format.ts";
 import { treeRng } from "./rng.ts";
 import { SparseDataset } from "./sparse_dataset.ts";
-import { leafValues } from "./tree_builder.ts";
+import { leafValues, NODE_VALUE_SCALE } from "./tree_builder.ts";
 
 /** Gini proxy of a split (larger is better), as scikit-learn computes it. */
 function proxy(r0: number, r1: number, l0: number, l1: number): number {
@@ -37,6 +38,12 @@ function verifyForest(
       let w0 = 0;
       let w1 = 0;
       for (const r of members) labels[r] ? (w1 += weight[r]) : (w0 += weight[r]);
+      // Every node's value is its bootstrap-weighted positive share, which explanations start from.
+      assert.equal(
+        forest.toData().nodeValues![t]![node],
+        Math.round(Math.fround(w1 / (w0 + w1)) * NODE_VALUE_SCALE),
+        `tree ${t} node ${node} value`,
+      );
       const f = nodes[2 * node]!;
       if (f < 0) {
         assert.equal(values[2 * node + 1], Math.fround(w1 / (w0 + w1)), `tree ${t} leaf ${node} value`);
@@ -232,4 +239,44 @@ Deno.test("trainForest() handles degenerate data: one class, empty rows, duplica
   assert.equal(b.predictProba([7, 9]), 0.5);
   assert.ok(b.stats.nodes <= 5 * 3);
   await assert.rejects(trainForest(SparseDataset.fromRows(2, [], []), {}, { workers: 0 }), /empty dataset/);
+});
+
+Deno.test("Forest.explainProba() decomposes every prediction exactly: bias + contributions = predictProba", async () => {
+  const { dataset } = synthetic({ rows: 600, numFeatures: 30, seed: 11, flip: 0.1, informative: 5 });
+  const forest = await trainForest(dataset, { trees: 9, seed: 4 }, { workers: 0 });
+  const loaded = deserializeForest(serializeForest(forest));
+  assert.ok(forest.explainable && loaded.explainable);
+  fc.assert(
+    fc.property(fc.uniqueArray(fc.integer({ min: 0, max: 29 }), { maxLength: 12 }), (words) => {
+      for (const model of [forest, loaded]) {
+        const { bias, contributions } = model.explainProba(words);
+        let total = bias;
+        for (const value of contributions.values()) total += value;
+        const p = model.predictProba(words);
+        assert.ok(Math.abs(total - p) < 1e-12, `bias + contributions ${total} vs prediction ${p}`);
+        // Only words tested on the paths are credited, and the bias is the same for every review.
+        for (const word of contributions.keys()) assert.ok(word >= 0 && word < 30);
+        assert.equal(bias, model.explainProba([]).bias);
+      }
+    }),
+    { numRuns: 200 },
+  );
+});
+
+Deno.test("Forest.explainProba() credits the informative words in the direction they lean", async () => {
+  // Word 0 leans positive, word 1 negative (see _synthetic.ts).
+  const { dataset } = synthetic({ rows: 1000, numFeatures: 20, seed: 12, flip: 0.05 });
+  const forest = await trainForest(dataset, { trees: 15, seed: 2 }, { workers: 0 });
+  assert.ok(forest.explainProba([0]).contributions.get(0)! > 0.05);
+  assert.ok(forest.explainProba([1]).contributions.get(1)! < -0.05);
+});
+
+Deno.test("a forest saved without node values still loads and predicts, but says it cannot explain", async () => {
+  const { dataset } = synthetic({ rows: 200, numFeatures: 10, seed: 13 });
+  const forest = await trainForest(dataset, { trees: 3 }, { workers: 0 });
+  const { nodeValues: _, ...older } = forest.toData();
+  const old = deserializeForest(serializeForest(new Forest(older)));
+  assert.equal(old.explainable, false);
+  assert.equal(old.predictProba([0, 2]), forest.predictProba([0, 2]));
+  assert.throws(() => old.explainProba([0]), /saved without node values.*retrain/);
 });

@@ -59,6 +59,7 @@ export function createHandler(post: WorkerScope["postMessage"]): (request: Worke
       const tree = builder.build(request.index, request.settings);
       post({ type: "tree", tree }, [
         tree.nodes.buffer,
+        tree.nodeValues.buffer,
         tree.importanceFeatures.buffer,
         tree.importanceValues.buffer,
       ]);

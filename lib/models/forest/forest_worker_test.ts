@@ -20,8 +20,9 @@ Deno.test("forest worker handler builds the requested tree, then hands over its 
   const expected = new TreeBuilder(dataset).build(4, settings);
   assert.equal(message.tree.index, 4);
   assert.deepEqual(message.tree.nodes, expected.nodes);
+  assert.deepEqual(message.tree.nodeValues, expected.nodeValues);
   assert.deepEqual(message.tree.importanceValues, expected.importanceValues);
-  assert.equal(transfer?.length, 3);
+  assert.equal(transfer?.length, 4);
   handle({ type: "finish" });
   const oob = posted[1]!.message;
   assert.equal(oob.type, "oob");

@@ -34,8 +34,8 @@ export const MODEL_FORMAT_VERSION = 1;
 const MAGIC = new TextEncoder().encode("SPFOREST");
 const PREFIX_BYTES = 12;
 
-type ArrayName = "tree_start" | "nodes" | "importances";
-type ArrayType = "uint32" | "int32" | "float64";
+type ArrayName = "tree_start" | "nodes" | "importances" | "node_values";
+type ArrayType = "uint32" | "int32" | "float64" | "uint16";
 
 /** An entry of the header's array table. */
 interface ArrayEntry {
@@ -53,18 +53,22 @@ export interface ModelHeader {
   params: ForestParams;
   stats: ForestStats;
   oob_accuracy: number | null;
-  arrays: Record<ArrayName, ArrayEntry>;
+  /** Every array but `node_values`, which models saved before explanations lack. */
+  arrays: Record<Exclude<ArrayName, "node_values">, ArrayEntry> & { node_values?: ArrayEntry };
 }
 
-const ELEMENT_BYTES: Record<ArrayType, number> = { uint32: 4, int32: 4, float64: 8 };
+const ELEMENT_BYTES: Record<ArrayType, number> = { uint32: 4, int32: 4, float64: 8, uint16: 2 };
 /**
  * The arrays, in file order: `tree_start[t]` = first node of tree t (length trees + 1); `nodes` = all trees'
- * nodes, two Int32 slots each (see `TreeResult`); `importances` = one per word.
+ * nodes, two Int32 slots each (see `TreeResult`); `importances` = one per word; `node_values` = every
+ * node's quantised positive share, for explanations (optional: a reader that does not know it ignores it,
+ * so adding it needed no new format version).
  */
 const ARRAY_TYPES: Record<ArrayName, ArrayType> = {
   tree_start: "uint32",
   nodes: "int32",
   importances: "float64",
+  node_values: "uint16",
 };
 
 function assertLittleEndian(): void {
@@ -116,13 +120,15 @@ function serializeInto<B extends ArrayBufferLike>(
   const treeStart = new Uint32Array(data.trees.length + 1);
   data.trees.forEach((nodes, t) => (treeStart[t + 1] = treeStart[t]! + nodes.length / 2));
   // The trees stay separate arrays in memory; they are written one after the other as one `nodes` array.
-  const arrays: Record<ArrayName, ArrayBufferView[]> = {
+  const arrays: Partial<Record<ArrayName, ArrayBufferView[]>> = {
     tree_start: [treeStart],
     nodes: data.trees,
     importances: [data.importances],
+    ...(data.nodeValues ? { node_values: data.nodeValues } : {}),
   };
+  const names = (Object.keys(ARRAY_TYPES) as ArrayName[]).filter((name) => arrays[name] !== undefined);
   const lengthOf = (name: ArrayName) =>
-    arrays[name].reduce((sum, a) => sum + a.byteLength, 0) / ELEMENT_BYTES[ARRAY_TYPES[name]];
+    arrays[name]!.reduce((sum, a) => sum + a.byteLength, 0) / ELEMENT_BYTES[ARRAY_TYPES[name]];
   // The header's length depends on the offsets it lists, and the offsets on the header's length: lay the
   // arrays out after a header with placeholder offsets, then widen until the real header fits.
   let dataStart = 0;
@@ -130,8 +136,8 @@ function serializeInto<B extends ArrayBufferLike>(
   let headerBytes: Uint8Array;
   for (;;) {
     let offset = dataStart;
-    const table = {} as Record<ArrayName, ArrayEntry>;
-    for (const name of Object.keys(ARRAY_TYPES) as ArrayName[]) {
+    const table = {} as ModelHeader["arrays"];
+    for (const name of names) {
       const type = ARRAY_TYPES[name];
       table[name] = { type, offset, length: lengthOf(name) };
       offset = align8(offset + lengthOf(name) * ELEMENT_BYTES[type]);
@@ -151,14 +157,14 @@ function serializeInto<B extends ArrayBufferLike>(
     if (needed <= dataStart) break;
     dataStart = needed;
   }
-  const last = header.arrays.importances;
+  const last = header.arrays[names.at(-1)!]!;
   const bytes = allocate(last.offset + last.length * ELEMENT_BYTES[last.type]);
   bytes.set(MAGIC, 0);
   new DataView(bytes.buffer).setUint32(8, headerBytes.length, true);
   bytes.set(headerBytes, PREFIX_BYTES);
-  for (const name of Object.keys(ARRAY_TYPES) as ArrayName[]) {
-    let offset = header.arrays[name].offset;
-    for (const array of arrays[name]) {
+  for (const name of names) {
+    let offset = header.arrays[name]!.offset;
+    for (const array of arrays[name]!) {
       bytes.set(new Uint8Array(array.buffer, array.byteOffset, array.byteLength), offset);
       offset += array.byteLength;
     }
@@ -274,6 +280,9 @@ export function deserializeForest(bytes: Uint8Array): Forest {
     (b, o, n) => new Float64Array(b, o, n),
     (c) => new Float64Array(c.buffer),
   );
+  const allNodeValues = header.arrays?.node_values === undefined
+    ? undefined
+    : view("node_values", (b, o, n) => new Uint16Array(b, o, n), (c) => new Uint16Array(c.buffer));
 
   // Structure checks (one pass over the nodes): a walk can then never leave its tree or index past an array.
   const treeCount = treeStart.length - 1;
@@ -284,8 +293,12 @@ export function deserializeForest(bytes: Uint8Array): Forest {
   if (treeStart[0] !== 0 || treeStart[treeCount] !== nodeCount) {
     throw corrupt("tree offsets do not cover the nodes");
   }
+  if (allNodeValues !== undefined && allNodeValues.length !== nodeCount) {
+    throw corrupt("node values do not match the nodes");
+  }
   const values = new Float32Array(nodes.buffer, nodes.byteOffset, nodes.length);
   const trees: Int32Array[] = [];
+  const nodeValues: Uint16Array[] = [];
   for (let t = 0; t < treeCount; t++) {
     const first = treeStart[t]!;
     const size = treeStart[t + 1]! - first;
@@ -304,11 +317,13 @@ export function deserializeForest(bytes: Uint8Array): Forest {
       }
     }
     trees.push(nodes.subarray(2 * first, 2 * (first + size)));
+    if (allNodeValues) nodeValues.push(allNodeValues.subarray(first, first + size));
   }
   const data: ForestData = {
     params,
     numFeatures,
     trees,
+    ...(allNodeValues ? { nodeValues } : {}),
     importances,
     oobAccuracy: header.oob_accuracy ?? null,
     stats: header.stats,

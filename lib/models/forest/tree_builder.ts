@@ -56,6 +56,11 @@ export interface TreeResult {
   index: number;
   /** The nodes, two slots each (see above). */
   nodes: Int32Array<ArrayBuffer>;
+  /**
+   * Every node's share of positive (bootstrap-weighted) training reviews, in pre-order, quantised to
+   * {@linkcode NODE_VALUE_SCALE}: what the path-contribution explanation of a prediction needs.
+   */
+  nodeValues: Uint16Array<ArrayBuffer>;
   /** Words with a non-zero importance in this tree, ascending. */
   importanceFeatures: Uint32Array<ArrayBuffer>;
   /** Their importance, normalised to sum 1 over the tree (empty for a single-leaf tree). */
@@ -65,6 +70,14 @@ export interface TreeResult {
   /** Number of leaves. */
   leaves: number;
 }
+
+/**
+ * Scale of {@linkcode TreeResult.nodeValues}: a node's positive share `p` is stored as
+ * `round(p × NODE_VALUE_SCALE)`. A leaf's exact value stays in its node, so an explanation's contributions
+ * still add up exactly to the prediction (they telescope along the path); only how the total is shared
+ * among the splits of a path is rounded, by at most 1/131070 per split.
+ */
+export const NODE_VALUE_SCALE = 65535;
 
 /** A `Float32Array` view of a tree's nodes: the value of leaf `i` is at `2i + 1`. */
 export function leafValues(nodes: Int32Array): Float32Array {
@@ -437,9 +450,10 @@ export class TreeBuilder {
   }
 
   /** Converts the creation-order nodes to pre-order (left child next to its parent, for cache locality). */
-  #preorder(): Pick<TreeResult, "nodes"> {
+  #preorder(): Pick<TreeResult, "nodes" | "nodeValues"> {
     const nodes = new Int32Array(2 * this.#nodes);
     const values = leafValues(nodes);
+    const nodeValues = new Uint16Array(this.#nodes);
     const pending: number[] = [0, -1]; // (old node, new index of the parent whose right child it is)
     let next = 0;
     while (pending.length > 0) {
@@ -451,6 +465,7 @@ export class TreeBuilder {
         const i = next++;
         const f = this.#feature[old]!;
         nodes[2 * i] = f;
+        nodeValues[i] = Math.round(this.#value[old]! * NODE_VALUE_SCALE);
         if (f < 0) {
           values[2 * i + 1] = this.#value[old]!;
           break;
@@ -460,7 +475,7 @@ export class TreeBuilder {
         old = left;
       }
     }
-    return { nodes };
+    return { nodes, nodeValues };
   }
 
   /** The tree's non-zero importances, normalised to sum 1, then resets the buffer. */

@@ -139,6 +139,8 @@ export class FeatureBuffer {
  * @param tokens The review's tokens.
  * @param config Buckets and n-gram order.
  * @param out Buffer to fill; it is cleared first.
+ * @param origins When given (explanations), it is cleared and receives, for each id in order, the
+ *   indexes in `tokens` of the first and the last token the feature is made of.
  *
  * @example Usage
  * ```ts
@@ -148,16 +150,29 @@ export class FeatureBuffer {
  * console.assert(out.length === 3); // "not", "good", "not good"
  * ```
  */
-export function featuresOfTokens(tokens: readonly string[], config: HashingConfig, out: FeatureBuffer): void {
+export function featuresOfTokens(
+  tokens: readonly string[],
+  config: HashingConfig,
+  out: FeatureBuffer,
+  origins?: number[],
+): void {
   out.length = 0;
+  if (origins) origins.length = 0;
   const { buckets, ngrams } = config;
   let previous = -1;
-  for (const token of tokens) {
+  let previousIndex = -1;
+  for (let i = 0; i < tokens.length; i++) {
+    const token = tokens[i]!;
     if (token.length === 0) continue;
     const h = hashToken(token);
     out.push(h % buckets);
-    if (ngrams === 2 && previous !== -1) out.push(bigramHash(previous, h) % buckets);
+    origins?.push(i, i);
+    if (ngrams === 2 && previous !== -1) {
+      out.push(bigramHash(previous, h) % buckets);
+      origins?.push(previousIndex, i);
+    }
     previous = h;
+    previousIndex = i;
   }
 }
 

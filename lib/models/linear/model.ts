@@ -19,6 +19,7 @@
  * @module
  */
 import type { TokenScoringEngine } from "../artifact.ts";
+import type { FeatureContribution, ScoreDecomposition } from "../explanation.ts";
 import { FeatureBuffer, featuresOfTokens, type HashingConfig } from "./hashing.ts";
 
 /** The model's shape: what is fixed once training starts. */
@@ -179,6 +180,82 @@ export class LinearModel implements TokenScoringEngine {
   predictTokensProba(tokens: readonly string[]): number {
     featuresOfTokens(tokens, this.shape, this.#features);
     return this.predictIds(this.#features.ids, 0, this.#features.length);
+  }
+
+  /** The score before the sigmoid (the logit) of a review with these tokens. */
+  logitTokens(tokens: readonly string[]): number {
+    featuresOfTokens(tokens, this.shape, this.#features);
+    return this.#forward(this.#features.ids, 0, this.#features.length);
+  }
+
+  /** The score before the sigmoid (the logit) of a review with these feature ids. */
+  logitIds(ids: Int32Array, start = 0, count: number = ids.length - start): number {
+    return this.#forward(ids, start, count);
+  }
+
+  /**
+   * Decomposes the logit of {@linkcode LinearModel.logitIds} exactly over the review's features: the
+   * logit is `bias + output · mean(embedding rows)`, and a mean is a sum, so it splits into one term per
+   * feature, `(output · embedding row) / count`. `bias + Σ out[k]` equals the logit up to floating-point
+   * rounding. It mirrors `#forward`: a change to how a review is scored must change both (tests hold them
+   * equal).
+   *
+   * @param ids Feature ids.
+   * @param start First id to use.
+   * @param count How many ids to use.
+   * @param out Receives the contribution of `ids[start + k]` at `out[k]`; at least `count` long.
+   * @returns The bias (the logit of a review without features).
+   */
+  logitContributions(ids: Int32Array, start: number, count: number, out: Float64Array): number {
+    const dim = this.shape.dim;
+    const embeddings = this.embeddings;
+    const output = this.output;
+    const scale = 1 / count;
+    for (let k = 0; k < count; k++) {
+      const row = ids[start + k]! * dim;
+      let dot = 0;
+      for (let j = 0; j < dim; j++) dot += output[j]! * embeddings[row + j]!;
+      out[k] = dot * scale;
+    }
+    return this.bias;
+  }
+
+  /**
+   * The exact decomposition of a review's logit over its features (tokens and n-grams), through the same
+   * featurisation as {@linkcode LinearModel.predictTokensProba}.
+   *
+   * @param tokens The review's tokens.
+   * @returns One entry per feature occurrence (a word said twice is two), with the tokens it is made of.
+   *
+   * @example Usage
+   * ```ts
+   * import { LinearModel } from "./model.ts";
+   * const model = LinearModel.create({ dim: 4, buckets: 1024, ngrams: 2 }, 42);
+   * model.trainTokens(["not", "good"], 0, 0.5);
+   * const { bias, features } = model.explainTokens(["not", "good"]);
+   * features.map((f) => f.feature); // ["not", "good", "not good"]
+   * const logit = bias + features.reduce((sum, f) => sum + f.contribution, 0);
+   * ```
+   */
+  explainTokens(tokens: readonly string[]): ScoreDecomposition {
+    const features = new FeatureBuffer();
+    const origins: number[] = [];
+    featuresOfTokens(tokens, this.shape, features, origins);
+    const contributions = new Float64Array(features.length);
+    const bias = this.logitContributions(features.ids, 0, features.length, contributions);
+    const explained: FeatureContribution[] = [];
+    for (let k = 0; k < features.length; k++) {
+      const made: number[] = [];
+      for (let i = origins[2 * k]!, last = origins[2 * k + 1]!; i <= last; i++) {
+        if (tokens[i]!.length > 0) made.push(i);
+      }
+      explained.push({
+        feature: made.map((i) => tokens[i]).join(" "),
+        contribution: contributions[k]!,
+        tokens: made,
+      });
+    }
+    return { scale: "logit", bias, features: explained };
   }
 
   /**

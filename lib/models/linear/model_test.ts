@@ -1,4 +1,6 @@
 import { strict as assert } from "node:assert";
+import fc from "fast-check";
+import { FeatureBuffer, featuresOfTokens } from "./hashing.ts";
 import { toyReviews } from "./_toy_data.ts";
 import { LinearModel, SeededRandom, sigmoid } from "./model.ts";
 
@@ -77,4 +79,50 @@ Deno.test("sigmoid() is bounded and symmetric; SeededRandom is deterministic and
   assert.ok(draws.every((x) => x >= 0 && x < 1));
   const mean = draws.reduce((s, x) => s + x, 0) / draws.length;
   assert.ok(Math.abs(mean - 0.5) < 0.05, `mean ${mean}`);
+});
+
+/** A model with random weights everywhere, so that every feature has a contribution of its own. */
+function randomModel(seed: number, ngrams: 1 | 2): LinearModel {
+  const random = new SeededRandom(seed);
+  const model = LinearModel.create({ dim: 6, buckets: 97, ngrams }, seed);
+  for (let i = 0; i < model.embeddings.length; i++) model.embeddings[i] = 4 * random.next() - 2;
+  for (let j = 0; j < model.output.length; j++) model.output[j] = 4 * random.next() - 2;
+  model.bias = 2 * random.next() - 1;
+  return model;
+}
+
+Deno.test("LinearModel.explainTokens() decomposes the logit exactly over the tokens and n-grams", () => {
+  const token = fc.oneof(fc.constantFrom("good", "not_good", "bad", "!", "_lexpos_", ""), fc.string());
+  fc.assert(
+    fc.property(
+      fc.integer(),
+      fc.constantFrom(1 as const, 2 as const),
+      fc.array(token, { maxLength: 40 }),
+      (seed, ngrams, tokens) => {
+        const model = randomModel(seed, ngrams);
+        const { scale, bias, features } = model.explainTokens(tokens);
+        const logit = model.logitTokens(tokens);
+        const total = features.reduce((sum, f) => sum + f.contribution, bias);
+        assert.equal(scale, "logit");
+        assert.ok(Math.abs(total - logit) <= 1e-12 * (1 + Math.abs(logit)), `${total} vs ${logit}`);
+        assert.equal(sigmoid(logit), model.predictTokensProba(tokens));
+        // Exactly the features the model scores, in its order, each named by its tokens.
+        const scored = new FeatureBuffer();
+        featuresOfTokens(tokens, model.shape, scored);
+        assert.equal(features.length, scored.length);
+        for (const feature of features) {
+          assert.ok(feature.tokens.length === 1 || (ngrams === 2 && feature.tokens.length === 2));
+          assert.equal(feature.feature, feature.tokens.map((i) => tokens[i]).join(" "));
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+Deno.test("LinearModel.explainTokens() of a review without features is its bias alone", () => {
+  const model = randomModel(3, 2);
+  const explanation = model.explainTokens([]);
+  assert.deepEqual(explanation.features, []);
+  assert.equal(explanation.bias, model.logitTokens([]));
 });
