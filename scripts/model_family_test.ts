@@ -150,6 +150,36 @@ Deno.test("linear family, warm start, search and promotion run end to end agains
     assert.equal(result.label, "negative");
   });
 
+  await t.step("predict --explain decomposes the linear model's logit over the words typed", async () => {
+    const result = await json(root, "predict", [
+      "--title",
+      "Not GOOD",
+      "--message",
+      "It didn't work, terrible",
+      "--model_version",
+      "@champion",
+      "--explain",
+    ]);
+    const e = result.explanation as {
+      method: string;
+      bias: number;
+      score: number;
+      absent: number;
+      words: { text: string; tokens: string[]; contribution: number; start: number; field: string }[];
+    };
+    assert.equal(e.method, "linear-decomposition");
+    assert.equal(e.absent, 0);
+    const total = e.words.reduce((sum, w) => sum + w.contribution, e.bias);
+    assert.ok(Math.abs(total - e.score) < 1e-9, `${total} vs ${e.score}`);
+    const positive = result.label === "positive"
+      ? result.probability as number
+      : 1 - (result.probability as number);
+    assert.ok(Math.abs(1 / (1 + Math.exp(-e.score)) - positive) < 1e-9);
+    const good = e.words.find((w) => w.text === "GOOD")!;
+    assert.deepEqual([good.field, good.start, good.tokens[0]], ["title", 4, "not_good"]);
+    assert.deepEqual(e.words.find((w) => w.text === "didn't")!.tokens, ["did", "not"]);
+  });
+
   await t.step("--warm-start-from continues a registered linear version", async () => {
     const result = await json(root, "train", ["--batches", "1", "--warm-start-from", "1", "--epochs", "2"]);
     assert.equal(result.model_version, "3");

@@ -118,6 +118,44 @@ Deno.test("train, evaluate and predict run end to end against a real MLflow serv
     assert.equal(latest.model_version, "2");
   });
 
+  await t.step(
+    "predict --explain prints the words that pushed a forest's label, adding up exactly",
+    async () => {
+      const args = [
+        "--title",
+        "Not good",
+        "--message",
+        "Terrible, broke after a week",
+        "--model_version",
+        "1",
+      ];
+      const text = ok(
+        await runTask(root, "predict", [...args, "--explain", "--top", "3"], { env }),
+        "explain",
+      );
+      assert.match(text.stdout, /^(negative|positive) \(probability/);
+      assert.match(
+        text.stdout,
+        /words that pushed the label most \(contribution to the probability of positive/,
+      );
+      assert.match(text.stdout, /"good" \(title\) +as not_good not__lexpos_\n/);
+      assert.match(text.stdout, /= probability [+-]\d\.\d{3}/);
+      const result = JSON.parse(
+        ok(await runTask(root, "predict", [...args, "--explain", "--json"], { env }), "explain --json")
+          .stdout,
+      );
+      const e = result.explanation;
+      assert.equal(e.method, "path-contribution");
+      const total = e.words.reduce((sum: number, w: { contribution: number }) => sum + w.contribution, 0);
+      assert.ok(Math.abs(e.bias + total + e.absent - e.score) < 1e-9);
+      const positive = result.label === "positive" ? result.probability : 1 - result.probability;
+      assert.ok(Math.abs(e.score - positive) < 1e-9, `${e.score} vs ${positive}`);
+      const usage = await runTask(root, "predict", ["--input", "x.csv", "--explain"], { env });
+      assert.equal(usage.code, 2);
+      assert.match(usage.stderr, /--explain explains one review/);
+    },
+  );
+
   await t.step("predict --input scores a CSV file and writes CSV", async () => {
     await Deno.mkdir(root.resolve("data/external"), { recursive: true });
     await Deno.writeTextFile(

@@ -16,6 +16,8 @@ import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
 import type { Prediction } from "../lib/models/artifact.ts";
 import { loadRegisteredModel } from "../lib/tracking/model_store.ts";
 import { readReviews } from "../lib/data/review_reader.ts";
+import { explanationJson, formatExplanation } from "../lib/models/explanation.ts";
+import { parseIntegerFlag } from "../lib/core/flags.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";
@@ -34,13 +36,19 @@ Options:
                            or data/raw
   --model_version V        version number, "latest" or "@alias" (also --model-version; default latest)
   --model-name NAME        registered model (default ${DEFAULT_MODEL_NAME}, or MLFLOW_MODEL_NAME)
+  --explain                also print the words that pushed the label most, each with the sign and size
+                           of its contribution (exact: they add up to the model's score), and the
+                           tokens it became (a negated "good" shows as not_good)
+  --top N                  how many words --explain prints (default 10)
   --json                   print {"label","polarity","probability","model_version"} on stdout
+                           (with --explain, also "explanation": every word, the top features)
   -h, --help               show this help
 
 ${MLFLOW_ENV_USAGE}
 
-Example:
-  deno task predict --title "Broke in a week" --message "Cheap plastic, would not buy again" --model_version 1`;
+Examples:
+  deno task predict --title "Broke in a week" --message "Cheap plastic, would not buy again" --model_version 1
+  deno task predict --title "Not good" --message "It didn't work" --explain`;
 
 /** The predict stage's command line. */
 export const spec: StageSpec = {
@@ -54,6 +62,8 @@ export const spec: StageSpec = {
     model_version: { type: "string" },
     "model-version": { type: "string" },
     "model-name": { type: "string" },
+    explain: { type: "boolean" },
+    top: { type: "string" },
   },
 };
 
@@ -131,6 +141,14 @@ async function main(ctx: StageContext): Promise<StageResult> {
   if (input !== undefined && (values.title !== undefined || message !== undefined)) {
     throw new UsageError("give either --input or --title/--message, not both");
   }
+  const explain = values.explain === true;
+  if (explain && input !== undefined) {
+    throw new UsageError("--explain explains one review; give --title/--message instead of --input");
+  }
+  if (values.top !== undefined && !explain) throw new UsageError("--top applies to --explain; add --explain");
+  const top = values.top === undefined
+    ? 10
+    : parseIntegerFlag("--top", values.top as string, { min: 1, max: 1000 });
   if (input === undefined) {
     if (message === undefined && values.title === undefined) {
       throw new UsageError("nothing to predict: give --title and --message, or --input FILE.csv");
@@ -149,14 +167,25 @@ async function main(ctx: StageContext): Promise<StageResult> {
   log.info(`using ${mlflow.modelName} version ${version}`);
   if (input !== undefined) return await predictFile(input, loaded.model.predict, ctx, version);
 
-  const prediction = loaded.model.predict({ title, text: message ?? "" });
+  const review = { title, text: message ?? "" };
+  const prediction = loaded.model.predict(review);
+  const line = `${prediction.label} (probability ${
+    prediction.probability.toFixed(4)
+  }, polarity ${prediction.polarity}) by ${mlflow.modelName} version ${version}`;
+  if (!explain) return { json: { ...predictionJson(prediction), model_version: version }, text: line };
+  if (!loaded.model.explainable) {
+    throw new PipelineError(
+      `${mlflow.modelName} version ${version} was saved without what explanations need (a forest trained before them); retrain it to explain`,
+    );
+  }
+  const explanation = loaded.model.explain(review);
   return {
-    json: { ...predictionJson(prediction), model_version: version },
-    text:
-      `${prediction.label} (probability ${
-        prediction.probability.toFixed(4)
-      }, polarity ${prediction.polarity}) ` +
-      `by ${mlflow.modelName} version ${version}`,
+    json: {
+      ...predictionJson(prediction),
+      model_version: version,
+      explanation: explanationJson(explanation, top),
+    },
+    text: [line, ...formatExplanation(explanation, top)].join("\n"),
   };
 }
 

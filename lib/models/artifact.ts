@@ -32,6 +32,14 @@ import {
   tokenizerInfo,
 } from "../features/tokenizer.ts";
 import { Vectorizer } from "../features/vectorizer.ts";
+import {
+  buildExplanation,
+  type Calibration,
+  type Explanation,
+  type ExplanationMethod,
+  type ScoreDecomposition,
+} from "./explanation.ts";
+import { plattProbability } from "./calibration.ts";
 
 /** Identifies our artifact layout in `model.json`. */
 export const MODEL_FORMAT = "amazon-reviews-sentiment-model";
@@ -44,12 +52,23 @@ export const MLFLOW_FLAVOR = "deno_sentiment";
 export interface ScoringEngine {
   /** Probability that a review with these (sorted, unique) feature ids is positive. */
   predictProba(featureIds: Uint32Array): number;
+  /** Whether {@linkcode ScoringEngine.explainProba} can run (a model saved without what it needs cannot). */
+  readonly explainable?: boolean;
+  /**
+   * The exact decomposition of {@linkcode ScoringEngine.predictProba}: a bias plus one contribution per
+   * feature id (ids absent from the review included, when the engine's score depends on absences).
+   */
+  explainProba?(featureIds: Uint32Array): { bias: number; contributions: Map<number, number> };
 }
 
 /** A trained scorer that turns tokens into features itself (e.g. by hashing n-grams). */
 export interface TokenScoringEngine {
   /** Probability that a review with these tokens is positive. */
   predictTokensProba(tokens: readonly string[]): number;
+  /** The score before the sigmoid, for a calibrator that rescales it. */
+  logitTokens?(tokens: readonly string[]): number;
+  /** The exact decomposition of the logit over the features made from the tokens. */
+  explainTokens?(tokens: readonly string[]): ScoreDecomposition;
 }
 
 /** How an engine is stored: its name, its own format version, and how to read it back. */
@@ -80,6 +99,11 @@ export interface ModelManifest {
   positive_polarity: Polarity;
   files: Record<string, { sha256: string; bytes: number }>;
   training?: Record<string, unknown>;
+  /**
+   * The calibrator fitted by train when the model's probabilities were off by more than it allows;
+   * absent in a model that needed none, or that predates calibration.
+   */
+  calibration?: Calibration;
 }
 
 /** One prediction. */
@@ -104,6 +128,15 @@ export interface SentimentModel {
   predict(review: Pick<Review, "title" | "text">): Prediction;
   /** Scores already-tokenised text (evaluate reads tokens from data/processed). */
   predictTokens(tokens: string[]): Prediction;
+  /** Whether {@linkcode SentimentModel.explain} works for this model. */
+  readonly explainable: boolean;
+  /**
+   * Explains the prediction of one review exactly: the same tokens, the same features and the same score
+   * as {@linkcode SentimentModel.predict}, decomposed over features and over the words as typed.
+   *
+   * @throws {PipelineError} for a model that cannot explain (a forest saved before explanations).
+   */
+  explain(review: Pick<Review, "title" | "text">): Explanation;
 }
 
 /** Lower-case hex SHA-256 of bytes. */
@@ -128,6 +161,8 @@ export interface BuildModelOptions {
   tokenizer?: TokenizerInfo;
   runId?: string;
   training?: Record<string, unknown>;
+  /** A calibrator to apply to the engine's score. */
+  calibration?: Calibration;
 }
 
 /**
@@ -153,6 +188,7 @@ export function buildModelFiles(options: BuildModelOptions): Map<string, Uint8Ar
       [...files].map(([name, bytes]) => [name, { sha256: sha256Hex(bytes), bytes: bytes.length }]),
     ),
     ...(options.training ? { training: options.training } : {}),
+    ...(options.calibration ? { calibration: options.calibration } : {}),
   };
   files.set("model.json", encoder.encode(JSON.stringify(manifest, null, 2) + "\n"));
   files.set("MLmodel", encoder.encode(mlmodelYaml(manifest, options.runId, files.has("vocabulary.json"))));
@@ -259,11 +295,25 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
     throw new PipelineError("model artifact is missing engine.bin");
   }
   const engine = codec.decode(engineBytes);
+  const calibration = checkCalibration(manifest.calibration);
   let vectorizer: Vectorizer | undefined;
   let score: (tokens: string[]) => number;
+  let decompose: ((tokens: string[]) => ScoreDecomposition) | undefined;
+  let method: ExplanationMethod;
   if (isTokenScoringEngine(engine)) {
-    score = (tokens) => engine.predictTokensProba(tokens);
+    method = "linear-decomposition";
+    if (calibration?.input === "logit") {
+      if (!engine.logitTokens) {
+        throw new PipelineError(`model engine "${manifest.engine}" has no logit for its calibrator; retrain`);
+      }
+      const logit = engine.logitTokens.bind(engine);
+      score = (tokens) => plattProbability(calibration, logit(tokens));
+    } else {
+      score = (tokens) => engine.predictTokensProba(tokens);
+    }
+    if (engine.explainTokens) decompose = engine.explainTokens.bind(engine);
   } else {
+    method = "path-contribution";
     const vocabulary = manifest.files["vocabulary.json"] ? files.get("vocabulary.json") : undefined;
     if (!vocabulary) {
       throw new PipelineError(
@@ -272,10 +322,31 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
     }
     const loaded = Vectorizer.fromJSON(JSON.parse(decoder.decode(vocabulary)));
     vectorizer = loaded;
-    score = (tokens) => engine.predictProba(loaded.transform(tokens));
+    score = calibration
+      ? (tokens) => plattProbability(calibration, engine.predictProba(loaded.transform(tokens)))
+      : (tokens) => engine.predictProba(loaded.transform(tokens));
+    if (engine.explainProba && engine.explainable !== false) {
+      const explainProba = engine.explainProba.bind(engine);
+      decompose = (tokens) => decomposeOverVocabulary(loaded, explainProba, tokens);
+    }
+  }
+  if (calibration && calibration.input !== (method === "linear-decomposition" ? "logit" : "probability")) {
+    throw new PipelineError(
+      `model's calibrator rescales a ${calibration.input}, which engine "${manifest.engine}" does not give; retrain`,
+    );
   }
   const positive = manifest.positive_polarity;
   const negative: Polarity = positive === 2 ? 1 : 2;
+
+  function explain(review: Pick<Review, "title" | "text">): Explanation {
+    if (!decompose) {
+      throw new PipelineError(
+        `this ${manifest.engine} model was saved without what explanations need; retrain it to explain`,
+      );
+    }
+    const { tokens, sources } = tokenizer.tokenizeReviewWithSources(review);
+    return buildExplanation(decompose(tokens), tokens, sources, method, calibration);
+  }
 
   function predictTokens(tokens: string[]): Prediction {
     const positiveProbability = score(tokens);
@@ -294,5 +365,44 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
     predictTokens,
     tokenizer,
     predict: (review) => predictTokens(tokenizer.tokenizeReview(review)),
+    explainable: decompose !== undefined,
+    explain,
   };
+}
+
+/** Validates a manifest's calibrator, so that a damaged one fails at load, not as NaN probabilities. */
+function checkCalibration(calibration: Calibration | undefined): Calibration | undefined {
+  if (calibration === undefined) return undefined;
+  const { method, a, b, input } = calibration;
+  if (
+    method !== "platt" || !Number.isFinite(a) || !(a > 0) || !Number.isFinite(b) ||
+    (input !== "logit" && input !== "probability")
+  ) {
+    throw new PipelineError(`model's calibrator is invalid (${JSON.stringify(calibration)}); retrain`);
+  }
+  return calibration;
+}
+
+/** A forest's decomposition over vocabulary ids, named by the vocabulary and placed on the tokens. */
+function decomposeOverVocabulary(
+  vectorizer: Vectorizer,
+  explainProba: NonNullable<ScoringEngine["explainProba"]>,
+  tokens: readonly string[],
+): ScoreDecomposition {
+  const origins: number[] = [];
+  const ids = vectorizer.transform(tokens, origins);
+  const occurrences = new Map<number, number[]>();
+  for (let k = 0; k < origins.length; k += 3) {
+    const id = origins[k]!;
+    const list = occurrences.get(id) ?? [];
+    for (let i = origins[k + 1]!; i <= origins[k + 2]!; i++) if (tokens[i]!.length > 0) list.push(i);
+    occurrences.set(id, list);
+  }
+  const { bias, contributions } = explainProba(ids);
+  const features = [...contributions].map(([id, contribution]) => ({
+    feature: vectorizer.termOf(id) ?? `#${id}`,
+    contribution,
+    tokens: occurrences.get(id) ?? [],
+  }));
+  return { scale: "probability", bias, features };
 }

@@ -1,7 +1,7 @@
 /**
- * Test support: builds a real model artifact (the files train uploads to MLflow) from a few dozen
- * hand-written reviews: the project's tokenizer and vectorizer, a small sparse forest, and
- * `buildModelFiles`. Tests serve it from a fake MLflow so that the whole load path (download, checksum,
+ * Test support: builds real model artifacts (the files train uploads to MLflow) from a few dozen
+ * hand-written reviews: the project's tokenizer and vectorizer, a small sparse forest or a small linear
+ * model, and `buildModelFiles`. Tests serve it from a fake MLflow so that the whole load path (download, checksum,
  * `loadModel`, the engine codec, scoring) runs without a trained model or a tracking server.
  *
  * @module
@@ -10,6 +10,9 @@ import { trainForest } from "../models/forest/forest.ts";
 import { MODEL_FORMAT as FOREST_FORMAT, serializeForest } from "../models/forest/model_format.ts";
 import { SparseDataset } from "../models/forest/sparse_dataset.ts";
 import { buildModelFiles } from "../models/artifact.ts";
+import type { Calibration } from "../models/explanation.ts";
+import { LinearModel } from "../models/linear/model.ts";
+import { LINEAR_ENGINE_NAME, serializeLinear } from "../models/linear/model_format.ts";
 import { tokenizeReview } from "../features/tokenizer.ts";
 import { VocabularyBuilder } from "../features/vectorizer.ts";
 
@@ -46,10 +49,7 @@ const NEGATIVE = [
  * @returns Paths relative to `model/` → bytes, as MLflow would serve them.
  */
 export async function buildTinyModelFiles(appVersion = "0.0.0-test"): Promise<Map<string, Uint8Array>> {
-  const reviews = [
-    ...POSITIVE.map(([title, text]) => ({ title: title!, text: text!, label: 1 })),
-    ...NEGATIVE.map(([title, text]) => ({ title: title!, text: text!, label: 0 })),
-  ];
+  const reviews = tinyReviews();
   const tokens = reviews.map((review) => tokenizeReview(review));
   const builder = new VocabularyBuilder({ minDf: 1 });
   for (const list of tokens) builder.add(list);
@@ -64,5 +64,34 @@ export async function buildTinyModelFiles(appVersion = "0.0.0-test"): Promise<Ma
     engineBytes: serializeForest(forest),
     vectorizer,
     appVersion,
+  });
+}
+
+function tinyReviews(): { title: string; text: string; label: 0 | 1 }[] {
+  return [
+    ...POSITIVE.map(([title, text]) => ({ title: title!, text: text!, label: 1 as const })),
+    ...NEGATIVE.map(([title, text]) => ({ title: title!, text: text!, label: 0 as const })),
+  ];
+}
+
+/**
+ * Trains a tiny linear model (the default family) on the same reviews and returns its artifact files.
+ *
+ * @param options A calibrator to save with it.
+ * @returns Paths relative to `model/` → bytes.
+ */
+export function buildTinyLinearModelFiles(
+  options: { calibration?: Calibration } = {},
+): Map<string, Uint8Array> {
+  const model = LinearModel.create({ dim: 8, buckets: 1 << 12, ngrams: 2 }, 1);
+  const reviews = tinyReviews().map((review) => ({ tokens: tokenizeReview(review), label: review.label }));
+  for (let epoch = 0; epoch < 30; epoch++) {
+    for (const review of reviews) model.trainTokens(review.tokens, review.label, 0.3 * (1 - epoch / 30));
+  }
+  return buildModelFiles({
+    engineName: LINEAR_ENGINE_NAME,
+    engineBytes: serializeLinear(model),
+    appVersion: "0.0.0-test",
+    ...(options.calibration ? { calibration: options.calibration } : {}),
   });
 }

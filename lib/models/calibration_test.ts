@@ -1,0 +1,134 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { loadModel } from "./artifact.ts";
+import {
+  CALIBRATION_BINS,
+  CalibrationAccumulator,
+  calibrationReport,
+  decideCalibration,
+  fitPlatt,
+  plattProbability,
+} from "./calibration.ts";
+import { ENGINES } from "./engines.ts";
+import { LinearModel, SeededRandom } from "./linear/model.ts";
+import { buildTinyLinearModelFiles } from "../serving/_tiny_model.ts";
+
+/** Reviews whose true probability of being positive is `sigmoid(truth)`, scored `overconfidence × truth`. */
+function overconfident(n: number, overconfidence: number, seed: number) {
+  const random = new SeededRandom(seed);
+  const scores: number[] = [];
+  const labels: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const truth = 6 * random.next() - 3;
+    labels.push(random.next() < 1 / (1 + Math.exp(-truth)) ? 1 : 0);
+    scores.push(overconfidence * truth);
+  }
+  return { scores, labels };
+}
+
+Deno.test("CalibrationAccumulator measures ECE, Brier and the reliability bins as defined", () => {
+  const accumulator = new CalibrationAccumulator();
+  // Bin 9: predicted 0.9, observed 1/2; bin 1: predicted 0.1, observed 0.
+  accumulator.add(0.9, 1);
+  accumulator.add(0.9, 0);
+  accumulator.add(0.1, 0);
+  accumulator.add(0.1, 0);
+  const report = accumulator.report();
+  assert.equal(report.rows, 4);
+  assert.ok(Math.abs(report.ece - (0.5 * 0.4 + 0.5 * 0.1)) < 1e-12);
+  assert.ok(Math.abs(report.mce - 0.4) < 1e-12);
+  assert.ok(Math.abs(report.brier - (0.01 + 0.81 + 0.01 + 0.01) / 4) < 1e-12);
+  assert.equal(report.bins.length, CALIBRATION_BINS);
+  assert.deepEqual(report.bins.map((b) => b.count), [0, 2, 0, 0, 0, 0, 0, 0, 0, 2]);
+  assert.ok(Number.isNaN(report.bins[0]!.observed));
+  // A probability of exactly 1 falls in the last bin, not past it.
+  const edges = calibrationReport([0, 1], [0, 1]);
+  assert.deepEqual([edges.bins[0]!.count, edges.bins[9]!.count, edges.ece, edges.brier], [1, 1, 0, 0]);
+  assert.ok(Number.isNaN(new CalibrationAccumulator().report().ece));
+});
+
+Deno.test("fitPlatt() recovers the scaling of over-confident scores", () => {
+  const { scores, labels } = overconfident(20_000, 2.5, 1);
+  const calibration = fitPlatt(scores, labels, "logit");
+  assert.equal(calibration.method, "platt");
+  assert.ok(Math.abs(calibration.a - 1 / 2.5) < 0.03, `a = ${calibration.a}`);
+  assert.ok(Math.abs(calibration.b) < 0.05, `b = ${calibration.b}`);
+  const calibrated = scores.map((s) => plattProbability(calibration, s));
+  const raw = scores.map((s) => 1 / (1 + Math.exp(-s)));
+  assert.ok(calibrationReport(calibrated, labels).ece < calibrationReport(raw, labels).ece / 3);
+});
+
+Deno.test("fitPlatt() stays finite on separable and one-class hold-outs, and refuses empty input", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.double({ min: -50, max: 50, noNaN: true }), fc.constantFrom(0, 1)), {
+        minLength: 1,
+        maxLength: 60,
+      }),
+      (pairs) => {
+        const calibration = fitPlatt(pairs.map((p) => p[0]), pairs.map((p) => p[1]), "logit");
+        assert.ok(
+          Number.isFinite(calibration.a) && Number.isFinite(calibration.b),
+          JSON.stringify(calibration),
+        );
+      },
+    ),
+    { numRuns: 300 },
+  );
+  assert.throws(() => fitPlatt([], [], "logit"), RangeError);
+});
+
+Deno.test("decideCalibration() fits a calibrator only when the error is above the threshold and it helps", () => {
+  const off = overconfident(4000, 3, 2);
+  const needed = decideCalibration(off.scores, off.labels, "logit");
+  assert.ok(needed.before.ece > 0.02);
+  assert.ok(needed.calibration && needed.after, needed.reason);
+  assert.ok(needed.after.ece < needed.before.ece && needed.after.logLoss < needed.before.logLoss);
+  assert.match(needed.reason, /Platt scaling \(a=0\.3\d+/);
+
+  const fine = overconfident(4000, 1, 3);
+  const kept = decideCalibration(fine.scores, fine.labels, "logit");
+  assert.ok(kept.before.ece <= 0.02, `ece ${kept.before.ece}`);
+  assert.equal(kept.calibration, undefined);
+  assert.equal(kept.after, undefined);
+  assert.match(kept.reason, /is within 0\.02/);
+
+  // Forced on well-calibrated scores, a calibrator that does not lower the held-out log loss is dropped.
+  const forced = decideCalibration(fine.scores, fine.labels, "logit", { force: true, threshold: 0 });
+  assert.ok(forced.after !== undefined);
+  if (forced.calibration === undefined) assert.match(forced.reason, /would not help/);
+  else assert.ok(forced.after!.logLoss < forced.before.logLoss);
+
+  // Probabilities (a forest's scale) are calibrated the same way.
+  const squeezed = off.scores.map((s) => 0.5 + 0.2 * Math.tanh(s / 6));
+  const forest = decideCalibration(squeezed, off.labels, "probability");
+  assert.equal(forest.calibration?.input, "probability");
+  assert.ok(forest.after!.ece < forest.before.ece);
+});
+
+Deno.test("a model saved with a calibrator serves calibrated probabilities; one without keeps loading", () => {
+  const plain = loadModel(buildTinyLinearModelFiles(), ENGINES);
+  const calibration = { method: "platt" as const, a: 0.5, b: 0.2, input: "logit" as const };
+  const files = buildTinyLinearModelFiles({ calibration });
+  const calibrated = loadModel(files, ENGINES);
+  assert.deepEqual(calibrated.manifest.calibration, calibration);
+  assert.equal(plain.manifest.calibration, undefined);
+  const review = { title: "Great", text: "love it, works great" };
+  const logit = (calibrated.engine as LinearModel).logitTokens(calibrated.tokenizer.tokenizeReview(review));
+  const expected = 1 / (1 + Math.exp(-(0.5 * logit + 0.2)));
+  assert.ok(Math.abs(calibrated.predict(review).positiveProbability - expected) < 1e-12);
+  assert.ok(Math.abs(plain.predict(review).positiveProbability - 1 / (1 + Math.exp(-logit))) < 1e-12);
+  // The calibrator is saved in the manifest, so its checksum protects nothing else; a broken one fails loading.
+  for (
+    const broken of [{ ...calibration, a: -1 }, { ...calibration, b: null }, {
+      ...calibration,
+      input: "rank",
+    }]
+  ) {
+    const manifest = JSON.parse(new TextDecoder().decode(files.get("model.json")));
+    manifest.calibration = broken;
+    const copy = new Map(files);
+    copy.set("model.json", new TextEncoder().encode(JSON.stringify(manifest)));
+    assert.throws(() => loadModel(copy, ENGINES), /calibrator is invalid/);
+  }
+});
