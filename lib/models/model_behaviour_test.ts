@@ -5,10 +5,8 @@
  * on 20,000 generated reviews (the data a fresh clone has), saved with `buildModelFiles` and loaded with
  * `loadModel`, so every prediction goes through the serving tokenizer rebuilt from the manifest.
  *
- * - minimum functionality: plain reviews get the obvious label;
- * - invariance: another product, brand or person does not move the score much;
- * - direction: a negation or an added complaint moves it the right way;
- * - the lexicon: sentiment words the training data never contains still count, in the right direction.
+ * The checks themselves live in `behaviour.ts`, which evaluate also runs for each version's model card:
+ * minimum functionality, invariance, direction, and lexicon words the training data never contains.
  */
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
@@ -20,6 +18,7 @@ import { buildModelFiles, loadModel, type SentimentModel } from "./artifact.ts";
 import { formatProcessedLine } from "../data/processed_data.ts";
 import { generateReviews } from "../data/sample_data.ts";
 import { createTokenizer, tokenizeReview } from "../features/tokenizer.ts";
+import { type BehaviourKind, LEXICON_ONLY_WORDS, runBehaviourChecks } from "./behaviour.ts";
 
 const TRAINING_REVIEWS = 20_000;
 
@@ -54,89 +53,46 @@ function defaultModel(): Promise<SentimentModel> {
   return trained;
 }
 
-function positive(model: SentimentModel, title: string, text: string): number {
-  return model.predict({ title, text }).positiveProbability;
+async function checksOfKind(kind: BehaviourKind, t: Deno.TestContext): Promise<void> {
+  const results = runBehaviourChecks(await defaultModel()).filter((result) => result.kind === kind);
+  assert.ok(results.length >= 2, `checks of kind ${kind}`);
+  for (const result of results) {
+    await t.step(result.name, () => assert.ok(result.passed, `${result.name}: ${result.detail}`));
+  }
 }
 
-Deno.test("behaviour: plain reviews get the obvious label", async () => {
-  const model = await defaultModel();
-  const cases: [string, string, "positive" | "negative"][] = [
-    ["Great blender", "Works perfectly every morning. Highly recommend it.", "positive"],
-    ["Excellent", "The sound is amazing and the battery life is great.", "positive"],
-    ["Love it", "My daughter loves it, a wonderful gift.", "positive"],
-    ["Terrible", "It stopped working after two days. Waste of money.", "negative"],
-    ["Very disappointed", "Cheap and flimsy, the handle broke in a week.", "negative"],
-    ["Do not buy", "Awful quality, I returned it for a refund.", "negative"],
-  ];
-  for (const [title, text, label] of cases) {
-    const prediction = model.predict({ title, text });
-    assert.equal(prediction.label, label, `${title}: ${text} → ${prediction.positiveProbability.toFixed(3)}`);
-    assert.ok(
-      prediction.probability > 0.75,
-      `${title}: ${text} is only ${prediction.probability.toFixed(3)} sure`,
-    );
-  }
-});
+Deno.test("behaviour: plain reviews get the obvious label", (t) => checksOfKind("minimum functionality", t));
 
-Deno.test("behaviour: another product, brand or person does not move the score much", async () => {
-  const model = await defaultModel();
-  const pairs: [string, string][] = [
-    ["The blender works great, I use it every morning.", "The kettle works great, I use it every morning."],
-    ["Acme makes a terrible charger, it broke fast.", "Zentro makes a terrible charger, it broke fast."],
-    ["Bought it for my wife and she loves it.", "Bought it for my dad and he loves it."],
-    ["The headphones feel flimsy and cheap.", "The backpack feels flimsy and cheap."],
-  ];
-  for (const [a, b] of pairs) {
-    const delta = Math.abs(positive(model, "", a) - positive(model, "", b));
-    assert.ok(delta < 0.15, `"${a}" vs "${b}" moved the score by ${delta.toFixed(3)}`);
-  }
-});
+Deno.test("behaviour: another product, brand or person does not move the score much", (t) =>
+  checksOfKind("invariance", t));
 
-Deno.test("behaviour: a negation or an added complaint moves the score the right way", async () => {
-  const model = await defaultModel();
-  const good = positive(model, "", "The sound is good.");
-  const notGood = positive(model, "", "The sound is not good.");
-  assert.ok(good > 0.5 && notGood < 0.5, `good ${good.toFixed(3)}, not good ${notGood.toFixed(3)}`);
-  const bad = positive(model, "", "The zipper is bad.");
-  const notBad = positive(model, "", "The zipper is not bad.");
-  assert.ok(notBad > bad, `bad ${bad.toFixed(3)}, not bad ${notBad.toFixed(3)}`);
+Deno.test("behaviour: a negation or an added complaint moves the score the right way", (t) =>
+  checksOfKind("direction", t));
 
-  const praise = "Nice jacket, comfortable and warm.";
-  const complaint = positive(model, "", `${praise} But the stitching came apart after a week, useless.`);
-  assert.ok(complaint < positive(model, "", praise), "an added complaint lowers the score");
-  const gripe = "The lid is hard to clean.";
-  const compliment = positive(model, "", `${gripe} Still, an excellent kettle, I love it.`);
-  assert.ok(compliment > positive(model, "", gripe), "an added compliment raises the score");
-});
-
-Deno.test("behaviour: lexicon words the training data never has still count, the right way", async () => {
-  const model = await defaultModel();
-  const unseen = {
-    positive: ["delightful", "splendid", "marvelous", "flawless"],
-    negative: ["dreadful", "atrocious", "lousy", "pathetic"],
-  };
+Deno.test("behaviour: lexicon words the training data never has still count, the right way", async (t) => {
   const source = await Deno.readTextFile(new URL("../data/sample_data.ts", import.meta.url));
-  for (const word of [...unseen.positive, ...unseen.negative]) {
+  for (const word of [...LEXICON_ONLY_WORDS.positive, ...LEXICON_ONLY_WORDS.negative]) {
     assert.ok(
       !source.includes(word),
       `${word} must not be in the generated data for this test to mean anything`,
     );
   }
-  for (const word of unseen.positive) {
-    const score = positive(model, "", `It is ${word}.`);
-    assert.ok(score > 0.6, `"It is ${word}." scored ${score.toFixed(3)}`);
-  }
-  for (const word of unseen.negative) {
-    const score = positive(model, "", `It is ${word}.`);
-    assert.ok(score < 0.4, `"It is ${word}." scored ${score.toFixed(3)}`);
-  }
+  await checksOfKind("lexicon", t);
   // Without the lexicon those words would be unknown: the tokens differ only by the lexicon token.
   assert.deepEqual(
     createTokenizer({ lexicon: false }).tokenizeReview({ title: "", text: "It is dreadful." }),
-    [
-      "it",
-      "is",
-      "dreadful",
-    ],
+    ["it", "is", "dreadful"],
   );
+});
+
+Deno.test("runBehaviourChecks() fails a model that ignores its input, saying why", () => {
+  const constant = {
+    predict: () => ({ label: "positive" as const, probability: 0.9, positiveProbability: 0.9 }),
+  };
+  const results = runBehaviourChecks(constant);
+  assert.ok(
+    results.some((r) => r.kind === "minimum functionality" && !r.passed && /positive with/.test(r.detail)),
+  );
+  assert.ok(results.filter((r) => r.kind === "invariance").every((r) => r.passed));
+  assert.ok(results.filter((r) => r.kind === "direction").some((r) => !r.passed));
 });
