@@ -128,6 +128,11 @@ export interface SentimentModel {
   predict(review: Pick<Review, "title" | "text">): Prediction;
   /** Scores already-tokenised text (evaluate reads tokens from data/processed). */
   predictTokens(tokens: string[]): Prediction;
+  /**
+   * The probability this model serves for a probability its engine computed (e.g. in parallel workers
+   * that score the engine directly): the calibrator applied, or the identity without one.
+   */
+  calibrate(engineProbability: number): number;
   /** Whether {@linkcode SentimentModel.explain} works for this model. */
   readonly explainable: boolean;
   /**
@@ -367,6 +372,12 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
     predict: (review) => predictTokens(tokenizer.tokenizeReview(review)),
     explainable: decompose !== undefined,
     explain,
+    calibrate(engineProbability) {
+      if (!calibration) return engineProbability;
+      if (calibration.input === "probability") return plattProbability(calibration, engineProbability);
+      const p = Math.min(1 - 1e-15, Math.max(1e-15, engineProbability));
+      return plattProbability(calibration, Math.log(p / (1 - p)));
+    },
   };
 }
 

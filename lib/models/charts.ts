@@ -7,6 +7,7 @@
 import * as vega from "vega";
 import { compile, type TopLevelSpec } from "vega-lite";
 import type { ConfusionMatrix, RocPoint } from "./classification_metrics.ts";
+import type { ReliabilityBin } from "./calibration.ts";
 
 /** Renders a Vega-Lite spec to an SVG document. */
 export async function renderSvg(spec: TopLevelSpec): Promise<string> {
@@ -103,5 +104,61 @@ export function featureImportanceChart(
       y: { field: "word", type: "nominal", sort: "-x", title: null },
       x: { field: "importance", type: "quantitative", title: "impurity decrease (share)" },
     },
+  });
+}
+
+/**
+ * A reliability diagram: per probability bin, the share of reviews that were positive against the mean
+ * probability the model gave them (on the diagonal when the probabilities mean what they say), the points
+ * sized by how many reviews the bin holds, with the expected calibration error in the title.
+ */
+export function reliabilityChart(bins: readonly ReliabilityBin[], ece: number): Promise<string> {
+  const points = bins.filter((bin) => bin.count > 0).map((bin) => ({
+    predicted: bin.predicted,
+    observed: bin.observed,
+    reviews: bin.count,
+  }));
+  return renderSvg({
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: `Reliability (expected calibration error = ${ece.toFixed(4)})`,
+    width: 320,
+    height: 320,
+    layer: [
+      {
+        data: { values: [{ predicted: 0, observed: 0 }, { predicted: 1, observed: 1 }] },
+        mark: { type: "line", strokeDash: [4, 4], color: "gray" },
+        encoding: {
+          x: { field: "predicted", type: "quantitative" },
+          y: { field: "observed", type: "quantitative" },
+        },
+      },
+      {
+        data: { values: points },
+        mark: { type: "line", point: true },
+        encoding: {
+          x: {
+            field: "predicted",
+            type: "quantitative",
+            title: "mean predicted probability of positive",
+            scale: { domain: [0, 1] },
+          },
+          y: {
+            field: "observed",
+            type: "quantitative",
+            title: "share of reviews that were positive",
+            scale: { domain: [0, 1] },
+          },
+        },
+      },
+      {
+        data: { values: points },
+        mark: { type: "circle", opacity: 0.35 },
+        encoding: {
+          x: { field: "predicted", type: "quantitative" },
+          y: { field: "observed", type: "quantitative" },
+          size: { field: "reviews", type: "quantitative", title: "reviews" },
+        },
+      },
+    ],
   });
 }

@@ -1,5 +1,6 @@
 import { strict as assert } from "node:assert";
-import { confusionMatrixChart, featureImportanceChart, rocCurveChart } from "./charts.ts";
+import { confusionMatrixChart, featureImportanceChart, reliabilityChart, rocCurveChart } from "./charts.ts";
+import { calibrationReport } from "./calibration.ts";
 
 Deno.test("confusionMatrixChart() renders an SVG that shows every count", async () => {
   const svg = await confusionMatrixChart({
@@ -29,4 +30,13 @@ Deno.test("featureImportanceChart() lists the words", async () => {
     importance: 0.1,
   }]);
   assert.ok(svg.includes("great") && svg.includes("not_good"));
+});
+
+Deno.test("reliabilityChart() renders the bins against the diagonal, with the ECE in its title", async () => {
+  const report = calibrationReport([0.05, 0.15, 0.55, 0.95, 0.97], [0, 0, 1, 1, 0]);
+  const svg = await reliabilityChart(report.bins, report.ece);
+  assert.match(svg, /^<svg/);
+  assert.ok(svg.includes(`expected calibration error = ${report.ece.toFixed(4)}`));
+  assert.ok(svg.includes("mean predicted probability of positive"));
+  assert.equal((svg.match(/<path/g) ?? []).length >= 2, true, "the diagonal and the curve");
 });

@@ -181,3 +181,80 @@ export function rocCurve(labels: Uint8Array, scores: Float64Array, maxPoints = 2
   for (let k = 0; k < maxPoints; k++) thinned.push(points[Math.round(k * step)]!);
   return thinned;
 }
+
+/** A 95% confidence interval, `[low, high]`. */
+export type Interval = [low: number, high: number];
+
+/** z of a two-sided 95% interval. */
+const Z95 = 1.959963984540054;
+
+/**
+ * The Wilson score interval of a proportion (Wilson 1927): unlike the normal approximation it stays
+ * inside [0, 1] and is honest for proportions near 0 or 1 and for small counts.
+ *
+ * @param successes Successes, e.g. correct predictions.
+ * @param trials Trials, e.g. reviews.
+ * @returns The 95% interval; `[NaN, NaN]` for no trials.
+ *
+ * @example Usage
+ * ```ts
+ * import { wilsonInterval } from "./classification_metrics.ts";
+ * const [low, high] = wilsonInterval(880, 1000); // about [0.858, 0.899]
+ * ```
+ */
+export function wilsonInterval(successes: number, trials: number): Interval {
+  if (trials <= 0) return [NaN, NaN];
+  const p = successes / trials;
+  const z2 = Z95 * Z95;
+  const centre = (p + z2 / (2 * trials)) / (1 + z2 / trials);
+  const half = (Z95 / (1 + z2 / trials)) * Math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials));
+  // At 0 and 1 the bound is exact; rounding would otherwise leave it a hair inside.
+  return [
+    successes === 0 ? 0 : Math.max(0, centre - half),
+    successes === trials ? 1 : Math.min(1, centre + half),
+  ];
+}
+
+/**
+ * The 95% interval of a ROC AUC from its standard error (Hanley & McNeil 1982), clipped to [0, 1].
+ *
+ * @param auc The ROC AUC.
+ * @param positives Positive reviews.
+ * @param negatives Negative reviews.
+ */
+export function rocAucInterval(auc: number, positives: number, negatives: number): Interval {
+  if (!Number.isFinite(auc) || positives === 0 || negatives === 0) return [NaN, NaN];
+  const q1 = auc / (2 - auc);
+  const q2 = (2 * auc * auc) / (1 + auc);
+  const variance =
+    (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) /
+    (positives * negatives);
+  const half = Z95 * Math.sqrt(Math.max(0, variance));
+  return [Math.max(0, auc - half), Math.min(1, auc + half)];
+}
+
+/** 95% intervals of the metrics that have one. */
+export interface MetricIntervals {
+  accuracy: Interval;
+  precision: Interval;
+  recall: Interval;
+  rocAuc: Interval;
+}
+
+/**
+ * The 95% intervals of accuracy, precision and recall (Wilson) and ROC AUC (Hanley & McNeil): how much
+ * of a difference between two models on one test set is noise.
+ *
+ * @param metrics Metrics from {@linkcode MetricsAccumulator.result}.
+ */
+export function metricIntervals(metrics: BinaryMetrics): MetricIntervals {
+  const c = metrics.confusion;
+  const positives = c.truePositive + c.falseNegative;
+  const negatives = c.trueNegative + c.falsePositive;
+  return {
+    accuracy: wilsonInterval(c.truePositive + c.trueNegative, metrics.support),
+    precision: wilsonInterval(c.truePositive, c.truePositive + c.falsePositive),
+    recall: wilsonInterval(c.truePositive, positives),
+    rocAuc: rocAucInterval(metrics.rocAuc, positives, negatives),
+  };
+}

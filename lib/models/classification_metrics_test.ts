@@ -1,5 +1,12 @@
 import { strict as assert } from "node:assert";
-import { MetricsAccumulator, rocAuc, rocCurve } from "./classification_metrics.ts";
+import {
+  metricIntervals,
+  MetricsAccumulator,
+  rocAuc,
+  rocAucInterval,
+  rocCurve,
+  wilsonInterval,
+} from "./classification_metrics.ts";
 
 function scoreAll(pairs: Array<[boolean, number]>) {
   const acc = new MetricsAccumulator();
@@ -52,5 +59,42 @@ Deno.test("rocCurve() runs from (0,0) to (1,1) and is thinned to maxPoints", () 
   for (let i = 1; i < curve.length; i++) {
     assert.ok(curve[i]!.falsePositiveRate >= curve[i - 1]!.falsePositiveRate);
     assert.ok(curve[i]!.truePositiveRate >= curve[i - 1]!.truePositiveRate);
+  }
+});
+
+Deno.test("wilsonInterval() matches published values and stays inside [0, 1]", () => {
+  // Newcombe (1998), table I: 81/263 → 0.2553 to 0.3662.
+  const [low, high] = wilsonInterval(81, 263);
+  assert.ok(Math.abs(low - 0.2553) < 5e-4 && Math.abs(high - 0.3662) < 5e-4, `${low} ${high}`);
+  assert.deepEqual(wilsonInterval(0, 10).map((v) => Number(v.toFixed(4))), [0, 0.2775]);
+  assert.equal(wilsonInterval(10, 10)[1], 1);
+  assert.ok(wilsonInterval(10, 10)[0] > 0.69);
+  assert.ok(wilsonInterval(5, 0).every(Number.isNaN));
+});
+
+Deno.test("rocAucInterval() follows Hanley & McNeil and narrows with more reviews", () => {
+  // Their formula by hand for AUC 0.9 with 50 and 50: Q1 = 0.8182, Q2 = 0.8526, standard error 0.0321.
+  const [low, high] = rocAucInterval(0.9, 50, 50);
+  assert.ok(Math.abs((high - low) / 2 / 1.96 - 0.0321) < 5e-4, `${low} ${high}`);
+  const [wideLow, wideHigh] = rocAucInterval(0.9, 10, 10);
+  assert.ok(wideHigh - wideLow > high - low);
+  assert.ok(rocAucInterval(NaN, 10, 10).every(Number.isNaN));
+});
+
+Deno.test("metricIntervals() gives each metric an interval around it", () => {
+  const accumulator = new MetricsAccumulator();
+  for (let i = 0; i < 200; i++) accumulator.add(i % 2 === 0, i % 5 === 0 ? 0.3 : (i % 2 === 0 ? 0.8 : 0.2));
+  const metrics = accumulator.result();
+  const intervals = metricIntervals(metrics);
+  for (
+    const [name, value] of [
+      ["accuracy", metrics.accuracy],
+      ["precision", metrics.precision],
+      ["recall", metrics.recall],
+      ["rocAuc", metrics.rocAuc],
+    ] as const
+  ) {
+    const [low, high] = intervals[name];
+    assert.ok(low < value && value <= high, `${name} ${value} in [${low}, ${high}]`);
   }
 });

