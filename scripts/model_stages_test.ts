@@ -139,7 +139,7 @@ Deno.test("train, evaluate and predict run end to end against a real MLflow serv
         /words that pushed the label most \(contribution to the probability of positive/,
       );
       assert.match(text.stdout, /"good" \(title\) +as not_good not__lexpos_\n/);
-      assert.match(text.stdout, /= probability [+-]\d\.\d{3}/);
+      assert.match(text.stdout, /= score [+-]\d\.\d{3}\n/);
       const result = JSON.parse(
         ok(await runTask(root, "predict", [...args, "--explain", "--json"], { env }), "explain --json")
           .stdout,

@@ -34,12 +34,11 @@ import {
 import { Vectorizer } from "../features/vectorizer.ts";
 import {
   buildExplanation,
-  type Calibration,
   type Explanation,
   type ExplanationMethod,
   type ScoreDecomposition,
 } from "./explanation.ts";
-import { plattProbability } from "./calibration.ts";
+import { calibratedProbability, type Calibration, calibrationProblem } from "./calibration.ts";
 
 /** Identifies our artifact layout in `model.json`. */
 export const MODEL_FORMAT = "amazon-reviews-sentiment-model";
@@ -65,7 +64,7 @@ export interface ScoringEngine {
 export interface TokenScoringEngine {
   /** Probability that a review with these tokens is positive. */
   predictTokensProba(tokens: readonly string[]): number;
-  /** The score before the sigmoid, for a calibrator that rescales it. */
+  /** The score before the sigmoid, for a calibrator that maps it to a probability. */
   logitTokens?(tokens: readonly string[]): number;
   /** The exact decomposition of the logit over the features made from the tokens. */
   explainTokens?(tokens: readonly string[]): ScoreDecomposition;
@@ -312,7 +311,7 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
         throw new PipelineError(`model engine "${manifest.engine}" has no logit for its calibrator; retrain`);
       }
       const logit = engine.logitTokens.bind(engine);
-      score = (tokens) => plattProbability(calibration, logit(tokens));
+      score = (tokens) => calibratedProbability(calibration, logit(tokens));
     } else {
       score = (tokens) => engine.predictTokensProba(tokens);
     }
@@ -328,7 +327,7 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
     const loaded = Vectorizer.fromJSON(JSON.parse(decoder.decode(vocabulary)));
     vectorizer = loaded;
     score = calibration
-      ? (tokens) => plattProbability(calibration, engine.predictProba(loaded.transform(tokens)))
+      ? (tokens) => calibratedProbability(calibration, engine.predictProba(loaded.transform(tokens)))
       : (tokens) => engine.predictProba(loaded.transform(tokens));
     if (engine.explainProba && engine.explainable !== false) {
       const explainProba = engine.explainProba.bind(engine);
@@ -337,7 +336,7 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
   }
   if (calibration && calibration.input !== (method === "linear-decomposition" ? "logit" : "probability")) {
     throw new PipelineError(
-      `model's calibrator rescales a ${calibration.input}, which engine "${manifest.engine}" does not give; retrain`,
+      `model's calibrator maps a ${calibration.input}, which engine "${manifest.engine}" does not give; retrain`,
     );
   }
   const positive = manifest.positive_polarity;
@@ -374,9 +373,9 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
     explain,
     calibrate(engineProbability) {
       if (!calibration) return engineProbability;
-      if (calibration.input === "probability") return plattProbability(calibration, engineProbability);
+      if (calibration.input === "probability") return calibratedProbability(calibration, engineProbability);
       const p = Math.min(1 - 1e-15, Math.max(1e-15, engineProbability));
-      return plattProbability(calibration, Math.log(p / (1 - p)));
+      return calibratedProbability(calibration, Math.log(p / (1 - p)));
     },
   };
 }
@@ -384,12 +383,9 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
 /** Validates a manifest's calibrator, so that a damaged one fails at load, not as NaN probabilities. */
 function checkCalibration(calibration: Calibration | undefined): Calibration | undefined {
   if (calibration === undefined) return undefined;
-  const { method, a, b, input } = calibration;
-  if (
-    method !== "platt" || !Number.isFinite(a) || !(a > 0) || !Number.isFinite(b) ||
-    (input !== "logit" && input !== "probability")
-  ) {
-    throw new PipelineError(`model's calibrator is invalid (${JSON.stringify(calibration)}); retrain`);
+  const problem = calibrationProblem(calibration);
+  if (problem !== undefined) {
+    throw new PipelineError(`model's calibrator is invalid (${problem}); retrain`);
   }
   return calibration;
 }

@@ -2,12 +2,14 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { loadModel } from "./artifact.ts";
 import {
+  calibratedProbability,
   CALIBRATION_BINS,
   CalibrationAccumulator,
+  calibrationProblem,
   calibrationReport,
   decideCalibration,
+  fitIsotonic,
   fitPlatt,
-  plattProbability,
 } from "./calibration.ts";
 import { ENGINES } from "./engines.ts";
 import { LinearModel, SeededRandom } from "./linear/model.ts";
@@ -53,7 +55,7 @@ Deno.test("fitPlatt() recovers the scaling of over-confident scores", () => {
   assert.equal(calibration.method, "platt");
   assert.ok(Math.abs(calibration.a - 1 / 2.5) < 0.03, `a = ${calibration.a}`);
   assert.ok(Math.abs(calibration.b) < 0.05, `b = ${calibration.b}`);
-  const calibrated = scores.map((s) => plattProbability(calibration, s));
+  const calibrated = scores.map((s) => calibratedProbability(calibration, s));
   const raw = scores.map((s) => 1 / (1 + Math.exp(-s)));
   assert.ok(calibrationReport(calibrated, labels).ece < calibrationReport(raw, labels).ece / 3);
 });
@@ -78,13 +80,61 @@ Deno.test("fitPlatt() stays finite on separable and one-class hold-outs, and ref
   assert.throws(() => fitPlatt([], [], "logit"), RangeError);
 });
 
-Deno.test("decideCalibration() fits a calibrator only when the error is above the threshold and it helps", () => {
+Deno.test("fitIsotonic() gives a non-decreasing map inside (0, 1) through the knots, for any input", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.integer({ min: -20, max: 20 }), fc.constantFrom(0, 1)), {
+        minLength: 1,
+        maxLength: 80,
+      }),
+      (pairs) => {
+        const calibration = fitIsotonic(pairs.map((p) => p[0] / 4), pairs.map((p) => p[1]), "logit");
+        assert.equal(calibrationProblem(calibration), undefined, JSON.stringify(calibration));
+        let previous = 0;
+        for (let score = -6; score <= 6; score += 0.25) {
+          const p = calibratedProbability(calibration, score);
+          assert.ok(p > 0 && p < 1 && p >= previous - 1e-15, `${score} → ${p}`);
+          previous = p;
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+  // Pooled where the labels disagree with the order, smoothed by half a review towards 1/2.
+  const calibration = fitIsotonic([1, 2, 3, 4], [0, 1, 0, 1], "probability");
+  assert.deepEqual(calibration.x, [1, 2.5, 4]);
+  assert.deepEqual(calibration.y, [0.25, 1.5 / 3, 1.5 / 2]);
+  assert.equal(calibratedProbability(calibration, 1.75), (0.25 + 0.5) / 2);
+  assert.throws(() => fitIsotonic([1], [], "logit"), RangeError);
+});
+
+/** Scores over-confident at the extremes and about right in the middle, as the linear model's are. */
+function stretchedAtTheEnds(n: number, seed: number) {
+  const random = new SeededRandom(seed);
+  const scores: number[] = [];
+  const labels: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const truth = 6 * random.next() - 3;
+    labels.push(random.next() < 1 / (1 + Math.exp(-truth)) ? 1 : 0);
+    scores.push(truth ** 3 / 2);
+  }
+  return { scores, labels };
+}
+
+Deno.test("decideCalibration() keeps the calibrator that helps most on reviews it was not fitted on", () => {
   const off = overconfident(4000, 3, 2);
   const needed = decideCalibration(off.scores, off.labels, "logit");
   assert.ok(needed.before.ece > 0.02);
-  assert.ok(needed.calibration && needed.after, needed.reason);
+  assert.ok(needed.calibration && needed.after && needed.tried, needed.reason);
   assert.ok(needed.after.ece < needed.before.ece && needed.after.logLoss < needed.before.logLoss);
-  assert.match(needed.reason, /Platt scaling \(a=0\.3\d+/);
+  assert.equal(needed.after.logLoss, Math.min(needed.tried.platt, needed.tried.isotonic));
+  assert.match(needed.reason, /cross-fitted log loss: Platt 0\.\d+, isotonic 0\.\d+/);
+
+  // A distortion no single slope undoes: isotonic regression wins.
+  const bent = stretchedAtTheEnds(4000, 5);
+  const isotonic = decideCalibration(bent.scores, bent.labels, "logit");
+  assert.equal(isotonic.calibration?.method, "isotonic", isotonic.reason);
+  assert.ok(isotonic.after!.ece < 0.03 && isotonic.before.ece > 0.05, isotonic.reason);
 
   const fine = overconfident(4000, 1, 3);
   const kept = decideCalibration(fine.scores, fine.labels, "logit");
@@ -93,10 +143,9 @@ Deno.test("decideCalibration() fits a calibrator only when the error is above th
   assert.equal(kept.after, undefined);
   assert.match(kept.reason, /is within 0\.02/);
 
-  // Forced on well-calibrated scores, a calibrator that does not lower the held-out log loss is dropped.
-  const forced = decideCalibration(fine.scores, fine.labels, "logit", { force: true, threshold: 0 });
-  assert.ok(forced.after !== undefined);
-  if (forced.calibration === undefined) assert.match(forced.reason, /would not help/);
+  // Forced on well-calibrated scores, a calibrator is kept only if it lowers the held-out log loss.
+  const forced = decideCalibration(fine.scores, fine.labels, "logit", { force: true });
+  if (forced.calibration === undefined) assert.match(forced.reason, /no calibrator helps/);
   else assert.ok(forced.after!.logLoss < forced.before.logLoss);
 
   // Probabilities (a forest's scale) are calibrated the same way.
@@ -104,6 +153,7 @@ Deno.test("decideCalibration() fits a calibrator only when the error is above th
   const forest = decideCalibration(squeezed, off.labels, "probability");
   assert.equal(forest.calibration?.input, "probability");
   assert.ok(forest.after!.ece < forest.before.ece);
+  assert.match(decideCalibration([0.3], [1], "probability").reason, /only 1 held-out reviews/);
 });
 
 Deno.test("a model saved with a calibrator serves calibrated probabilities; one without keeps loading", () => {
@@ -118,12 +168,18 @@ Deno.test("a model saved with a calibrator serves calibrated probabilities; one 
   const expected = 1 / (1 + Math.exp(-(0.5 * logit + 0.2)));
   assert.ok(Math.abs(calibrated.predict(review).positiveProbability - expected) < 1e-12);
   assert.ok(Math.abs(plain.predict(review).positiveProbability - 1 / (1 + Math.exp(-logit))) < 1e-12);
-  // The calibrator is saved in the manifest, so its checksum protects nothing else; a broken one fails loading.
+  // A broken calibrator fails loading instead of serving NaN.
+  const isotonic = { method: "isotonic", input: "logit", x: [0, 1], y: [0.2, 0.9] };
   for (
-    const broken of [{ ...calibration, a: -1 }, { ...calibration, b: null }, {
-      ...calibration,
-      input: "rank",
-    }]
+    const broken of [
+      { ...calibration, a: -1 },
+      { ...calibration, b: null },
+      { ...calibration, input: "rank" },
+      { ...calibration, method: "beta" },
+      { ...isotonic, x: [1, 0] },
+      { ...isotonic, y: [0.2, 1] },
+      { ...isotonic, y: [0.2] },
+    ]
   ) {
     const manifest = JSON.parse(new TextDecoder().decode(files.get("model.json")));
     manifest.calibration = broken;

@@ -15,12 +15,13 @@
  * (`not_good` to "good", `did` and `not` to "didn't"). So the words' contributions, plus the absent
  * features' and the bias, add up to the score too.
  *
- * A calibrated model ({@linkcode Calibration}) serves `sigmoid(a × score + b)`; that map is affine before
- * the sigmoid, so its explanation is the same decomposition scaled by `a`, on the logit scale: still exact.
+ * A calibrated model serves its calibrator's probability of the score (`calibration.ts`), a monotone map:
+ * the explanation still decomposes the model's own score exactly, and says which probability it became.
  *
  * @module
  */
 import type { TokenSource } from "../features/tokenizer.ts";
+import { calibratedProbability, type Calibration } from "./calibration.ts";
 
 /** What a model's score is: a logit (the probability is its sigmoid) or the probability itself. */
 export type ScoreScale = "logit" | "probability";
@@ -84,27 +85,21 @@ export interface Explanation {
   scale: ScoreScale;
   /** The part of the score no feature accounts for. */
   bias: number;
-  /** The score: `bias + Σ features` (= `bias + Σ words + absent`). */
+  /** The model's score: `bias + Σ features` (= `bias + Σ words + absent`). */
   score: number;
+  /**
+   * The probability of "positive" the model serves for that score: its calibrator's, else the sigmoid of a
+   * logit or the probability itself.
+   */
+  probability: number;
   /** Every feature, merged over its occurrences, by decreasing size of contribution. */
   features: RankedFeature[];
   /** Every word that became a token, in review order (title first). */
   words: WordContribution[];
   /** The sum of the absent features' contributions (0 for the linear model). */
   absent: number;
-  /** Whether the score is a calibrated logit (see {@linkcode Calibration}). */
+  /** Whether a calibrator turned the score into the probability. */
   calibrated: boolean;
-}
-
-/** A Platt-scaling calibrator: the served probability is `sigmoid(a × score + b)`. */
-export interface Calibration {
-  method: "platt";
-  /** Slope applied to the model's raw score. */
-  a: number;
-  /** Intercept. */
-  b: number;
-  /** The raw score's scale. */
-  input: ScoreScale;
 }
 
 /**
@@ -114,7 +109,7 @@ export interface Calibration {
  * @param tokens The review's tokens, as scored.
  * @param sources The source of each token (from `Tokenizer.tokenizeReviewWithSources`).
  * @param method How the engine decomposed its score.
- * @param calibration The model's calibrator, if any: the explanation is then of the calibrated logit.
+ * @param calibration The model's calibrator, if any: it maps the score to the served probability.
  * @returns The explanation.
  *
  * @example Usage
@@ -137,8 +132,7 @@ export function buildExplanation(
   method: ExplanationMethod,
   calibration?: Calibration,
 ): Explanation {
-  const slope = calibration ? calibration.a : 1;
-  const bias = calibration ? calibration.a * decomposition.bias + calibration.b : decomposition.bias;
+  const bias = decomposition.bias;
   const byFeature = new Map<string, RankedFeature>();
   const words = new Map<string, WordContribution>();
   // Title words first, then text words, each in typing order: the order keys are first seen in
@@ -147,7 +141,7 @@ export function buildExplanation(
   let score = bias;
   let absent = 0;
   for (const feature of decomposition.features) {
-    const contribution = feature.contribution * slope;
+    const contribution = feature.contribution;
     score += contribution;
     let ranked = byFeature.get(feature.feature);
     if (ranked === undefined) {
@@ -193,24 +187,22 @@ export function buildExplanation(
   );
   const sortedWords = [...words.entries()].sort(([a], [b]) => order.get(a)! - order.get(b)!)
     .map(([, word]) => word);
+  const scale = decomposition.scale;
   return {
     method,
-    scale: calibration ? "logit" : decomposition.scale,
+    scale,
     bias,
     score,
+    probability: calibration
+      ? calibratedProbability(calibration, score)
+      : scale === "logit"
+      ? 1 / (1 + Math.exp(-score))
+      : score,
     features,
     words: sortedWords,
     absent,
     calibrated: calibration !== undefined,
   };
-}
-
-/**
- * The probability an explanation's score stands for: its sigmoid on the logit scale, itself otherwise.
- */
-export function probabilityOfScore(explanation: Pick<Explanation, "scale" | "score">): number {
-  if (explanation.scale === "probability") return explanation.score;
-  return 1 / (1 + Math.exp(-explanation.score));
 }
 
 /**
@@ -231,6 +223,7 @@ export interface ExplanationJson {
   scale: ScoreScale;
   bias: number;
   score: number;
+  probability: number;
   calibrated: boolean;
   /** Sum of the absent features' contributions: `bias + Σ words.contribution + absent = score`. */
   absent: number;
@@ -252,6 +245,7 @@ export function explanationJson(explanation: Explanation, topFeatures = 10): Exp
     scale: explanation.scale,
     bias: explanation.bias,
     score: explanation.score,
+    probability: explanation.probability,
     calibrated: explanation.calibrated,
     absent: explanation.absent,
     words: explanation.words.map((word) => ({ ...word })),
@@ -295,8 +289,12 @@ export function formatExplanation(explanation: Explanation, top = 10): string[] 
   lines.push(
     `bias ${signed(explanation.bias)} + words ${signed(wordsTotal)}` +
       (explanation.absent !== 0 ? ` + absent words ${signed(explanation.absent)}` : "") +
-      ` = ${explanation.scale === "logit" ? "logit" : "probability"} ${signed(explanation.score)}` +
-      (explanation.calibrated ? " (calibrated)" : ""),
+      ` = ${explanation.scale === "logit" ? "logit" : "score"} ${signed(explanation.score)}` +
+      (explanation.calibrated || explanation.scale === "logit"
+        ? `, probability of positive ${explanation.probability.toFixed(4)}${
+          explanation.calibrated ? " (calibrated)" : ""
+        }`
+        : ""),
   );
   return lines;
 }

@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { buildTinyLinearModelFiles, buildTinyModelFiles } from "../serving/_tiny_model.ts";
 import { loadModel, type SentimentModel } from "./artifact.ts";
 import { ENGINES } from "./engines.ts";
-import { buildExplanation, type Explanation, probabilityOfScore, topWords } from "./explanation.ts";
+import { buildExplanation, type Explanation, topWords } from "./explanation.ts";
 import { Forest } from "./forest/forest.ts";
 import { deserializeForest, serializeForest } from "./forest/model_format.ts";
 import { LinearModel } from "./linear/model.ts";
@@ -29,10 +29,7 @@ function assertExact(model: SentimentModel, review: { title: string; text: strin
   assert.ok(Math.abs(byFeatures - e.score) <= tolerance, `features ${byFeatures} vs score ${e.score}`);
   assert.ok(Math.abs(byWords - e.score) <= tolerance, `words ${byWords} vs score ${e.score}`);
   const p = model.predict(review).positiveProbability;
-  assert.ok(
-    Math.abs(probabilityOfScore(e) - p) <= 1e-9,
-    `explained ${probabilityOfScore(e)} vs predicted ${p}`,
-  );
+  assert.ok(Math.abs(e.probability - p) <= 1e-9, `explained ${e.probability} vs predicted ${p}`);
 }
 
 Deno.test("SentimentModel.explain() of a linear model gives back the prediction's logit exactly", () => {
@@ -115,15 +112,13 @@ Deno.test("SentimentModel.explain() puts the words that decided the label on top
   assert.ok(topWords(positive, 1)[0]!.contribution > 0);
 });
 
-Deno.test("a calibrated model explains its calibrated logit: contributions scaled by the slope", () => {
+Deno.test("a calibrated model explains the same logit and says which probability it became", () => {
   const raw = linear.explain(REVIEW);
-  const scaled = calibrated.explain(REVIEW);
-  assert.equal(scaled.calibrated, true);
-  assert.ok(Math.abs(scaled.bias - (0.4 * raw.bias - 0.3)) < 1e-12);
-  raw.words.forEach((word, i) =>
-    assert.ok(Math.abs(scaled.words[i]!.contribution - 0.4 * word.contribution) < 1e-12)
-  );
-  assertExact(calibrated, REVIEW, scaled);
+  const explained = calibrated.explain(REVIEW);
+  assert.equal(explained.calibrated, true);
+  assert.deepEqual({ ...explained, probability: 0, calibrated: false }, { ...raw, probability: 0 });
+  assert.ok(Math.abs(explained.probability - 1 / (1 + Math.exp(-(0.4 * raw.score - 0.3)))) < 1e-15);
+  assertExact(calibrated, REVIEW, explained);
 });
 
 Deno.test("a forest saved without node values predicts but refuses to explain, saying why", async () => {

@@ -10,7 +10,7 @@ import { trainForest } from "../models/forest/forest.ts";
 import { MODEL_FORMAT as FOREST_FORMAT, serializeForest } from "../models/forest/model_format.ts";
 import { SparseDataset } from "../models/forest/sparse_dataset.ts";
 import { buildModelFiles } from "../models/artifact.ts";
-import type { Calibration } from "../models/explanation.ts";
+import type { Calibration } from "../models/calibration.ts";
 import { LinearModel } from "../models/linear/model.ts";
 import { LINEAR_ENGINE_NAME, serializeLinear } from "../models/linear/model_format.ts";
 import { tokenizeReview } from "../features/tokenizer.ts";
