@@ -21,8 +21,10 @@ import { LINEAR_ENGINE_NAME, serializeLinear } from "./linear/model_format.ts";
 import {
   countRows,
   type HoldoutSplit,
+  isHoldoutRow,
   type LinearParams,
   resolveLinearParams,
+  scoreHeldOut,
   type TrainingFile,
   trainLinear,
 } from "./linear/trainer.ts";
@@ -31,6 +33,7 @@ import { SparseDatasetBuilder } from "./forest/sparse_dataset.ts";
 import type { Forest } from "./forest/forest.ts";
 import { type ProcessedMeta, readProcessed, readProcessedMeta } from "../data/processed_data.ts";
 import { createProgress, type ProgressOptions } from "../core/progress.ts";
+import { type CalibrationDecision, decideCalibration } from "./calibration.ts";
 import { describeTokenizerDifference, sameTokenizer, tokenizerInfo } from "../features/tokenizer.ts";
 import {
   resolveVectorizerConfig,
@@ -119,9 +122,26 @@ export function datasetDigest(metas: readonly ProcessedMeta[]): string {
   return hash.digest("hex").slice(0, 36);
 }
 
+/**
+ * How training measures and fixes calibration: the reviews the split holds out are not trained on; the
+ * trained model scores them, and {@linkcode decideCalibration} fits a calibrator when its probabilities
+ * are off by more than the threshold.
+ */
+export interface CalibrationSplit {
+  /** The held-out reviews (by batch index and line, so the same split for any reading order). */
+  holdout: HoldoutSplit;
+  /** Calibration error above which a calibrator is fitted. @default {DEFAULT_CALIBRATION_THRESHOLD} */
+  threshold?: number;
+}
+
+/** Default share of the training reviews held out to measure calibration. */
+export const DEFAULT_CALIBRATION_FRACTION = 0.05;
+
 /** Options of {@linkcode trainSentimentModel}. */
 export interface TrainModelOptions {
   batches: readonly TrainingBatch[];
+  /** Hold reviews out to measure calibration and fit a calibrator if needed. */
+  calibration?: CalibrationSplit;
   vectorizer?: Partial<VectorizerConfig>;
   forest?: Partial<ForestParams>;
   /** Web Workers growing trees. @default {navigator.hardwareConcurrency} */
@@ -144,6 +164,8 @@ export interface TrainedModel {
   rows: number;
   positives: number;
   seconds: { vocabulary: number; vectorize: number; fit: number };
+  /** The calibration measured on the held-out reviews, and the calibrator to keep, if any. */
+  calibration?: CalibrationDecision;
 }
 
 /** Fits the vocabulary and the forest on the given processed batches. */
@@ -153,6 +175,9 @@ export async function trainSentimentModel(options: TrainModelOptions): Promise<T
   const forestParams = resolveForestParams(options.forest);
   const totalRows = batches.reduce((sum, batch) => sum + batch.meta.rows, 0);
   if (totalRows === 0) throw new PipelineError("the chosen batches hold no reviews; check data/processed");
+  const split = options.calibration?.holdout;
+  const heldOut = (batch: TrainingBatch, row: number) =>
+    split !== undefined && isHoldoutRow(split, batch.index, row);
 
   options.onPhase?.("vocabulary", { rows: totalRows, ...vectorizerConfig });
   let started = performance.now();
@@ -160,8 +185,9 @@ export async function trainSentimentModel(options: TrainModelOptions): Promise<T
   let progress = createProgress("vocabulary", { total: totalRows, unit: "reviews", mode: options.progress });
   let done = 0;
   for (const batch of batches) {
+    let line = 0;
     for await (const row of readProcessed(batch.path, { signal })) {
-      builder.add(row.tokens);
+      if (!heldOut(batch, line++)) builder.add(row.tokens);
       progress.update(++done);
     }
   }
@@ -177,21 +203,30 @@ export async function trainSentimentModel(options: TrainModelOptions): Promise<T
   options.onPhase?.("vectorize", { vocabulary: vectorizer.size });
   started = performance.now();
   const datasetBuilder = new SparseDatasetBuilder(vectorizer.size);
+  // The held-out reviews' feature ids, scored once the forest is grown.
+  const heldOutRows: Uint32Array[] = [];
+  const heldOutLabels: number[] = [];
   let positives = 0;
   progress = createProgress("vectorize", { total: totalRows, unit: "reviews", mode: options.progress });
   done = 0;
   for (const batch of batches) {
+    let line = 0;
     for await (const row of readProcessed(batch.path, { signal })) {
       const label = row.polarity === 2 ? 1 : 0;
-      positives += label;
-      datasetBuilder.addRow(vectorizer.transform(row.tokens), label);
+      if (heldOut(batch, line++)) {
+        heldOutRows.push(vectorizer.transform(row.tokens));
+        heldOutLabels.push(label);
+      } else {
+        positives += label;
+        datasetBuilder.addRow(vectorizer.transform(row.tokens), label);
+      }
       progress.update(++done);
     }
   }
   progress.finish();
   const dataset = datasetBuilder.finish();
   const vectorizeSeconds = (performance.now() - started) / 1000;
-  if (positives === 0 || positives === totalRows) {
+  if (positives === 0 || positives === dataset.numRows) {
     throw new PipelineError(
       `the chosen batches hold only ${
         positives === 0 ? "negative" : "positive"
@@ -209,6 +244,16 @@ export async function trainSentimentModel(options: TrainModelOptions): Promise<T
   });
   progress.finish();
   const fitSeconds = (performance.now() - started) / 1000;
+  const calibration = options.calibration
+    ? decideCalibration(
+      heldOutRows.map((ids) => forest.predictProba(ids)),
+      heldOutLabels,
+      "probability",
+      {
+        ...(options.calibration.threshold !== undefined ? { threshold: options.calibration.threshold } : {}),
+      },
+    )
+    : undefined;
 
   return {
     vectorizer,
@@ -217,9 +262,10 @@ export async function trainSentimentModel(options: TrainModelOptions): Promise<T
     engineBytes: serializeForest(forest),
     vectorizerConfig,
     forestParams,
-    rows: totalRows,
+    rows: dataset.numRows,
     positives,
     seconds: { vocabulary: vocabularySeconds, vectorize: vectorizeSeconds, fit: fitSeconds },
+    ...(calibration ? { calibration } : {}),
   };
 }
 
@@ -242,6 +288,8 @@ export interface TrainLinearModelOptions {
   initial?: LinearModel;
   /** Hold these reviews out of training (a validation split). */
   holdout?: HoldoutSplit;
+  /** Hold reviews out to measure calibration and fit a calibrator if needed (replaces `holdout`). */
+  calibration?: CalibrationSplit;
   signal?: AbortSignal;
   /** Progress display mode. */
   progress?: ProgressOptions["mode"];
@@ -261,6 +309,8 @@ export interface TrainedLinearModel {
   /** Mean training log loss of each epoch. */
   epochLosses: number[];
   seconds: { fit: number };
+  /** The calibration measured on the held-out reviews, and the calibrator to keep, if any. */
+  calibration?: CalibrationDecision;
 }
 
 /**
@@ -277,6 +327,7 @@ export async function trainLinearModel(options: TrainLinearModelOptions): Promis
     ...(shape ? { dim: shape.dim, buckets: shape.buckets, ngrams: shape.ngrams } : {}),
   });
   const files = trainingFilesOf(options.batches);
+  const holdout = options.calibration?.holdout ?? options.holdout;
   const totalRows = files.reduce((sum, file) => sum + file.rows, 0);
   if (totalRows === 0) throw new PipelineError("the chosen batches hold no reviews; check data/processed");
   options.onPhase?.("fit", {
@@ -284,7 +335,7 @@ export async function trainLinearModel(options: TrainLinearModelOptions): Promis
     ...params,
     ...(options.initial ? { warm_start_examples: options.initial.history.examples } : {}),
   });
-  const filter = options.holdout ? { holdout: options.holdout, side: "train" as const } : undefined;
+  const filter = holdout ? { holdout, side: "train" as const } : undefined;
   const progress = createProgress("fit", {
     total: countRows(files, filter) * params.epochs,
     unit: "reviews",
@@ -294,7 +345,7 @@ export async function trainLinearModel(options: TrainLinearModelOptions): Promis
     files,
     params,
     ...(options.initial ? { initial: options.initial } : {}),
-    ...(options.holdout ? { holdout: options.holdout } : {}),
+    ...(holdout ? { holdout } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     onProgress: (p) => progress.update(p.done),
   });
@@ -306,6 +357,18 @@ export async function trainLinearModel(options: TrainLinearModelOptions): Promis
       } reviews; a classifier needs both`,
     );
   }
+  let calibration: CalibrationDecision | undefined;
+  if (options.calibration) {
+    const { scores, labels } = await scoreHeldOut(
+      result.model,
+      files,
+      options.calibration.holdout,
+      options.signal,
+    );
+    calibration = decideCalibration(scores, labels, "logit", {
+      ...(options.calibration.threshold !== undefined ? { threshold: options.calibration.threshold } : {}),
+    });
+  }
   return {
     model: result.model,
     engineName: LINEAR_ENGINE_NAME,
@@ -315,5 +378,6 @@ export async function trainLinearModel(options: TrainLinearModelOptions): Promis
     positives: result.positives,
     epochLosses: result.epochLosses,
     seconds: { fit: result.seconds },
+    ...(calibration ? { calibration } : {}),
   };
 }

@@ -4,7 +4,10 @@ import { join } from "node:path";
 import { PipelineError } from "../core/errors.ts";
 import { processedMetaPath, readProcessedMeta } from "../data/processed_data.ts";
 import { preprocessFile } from "../features/preprocess.ts";
-import { resolveTrainingBatches } from "./fit.ts";
+import { resolveTrainingBatches, type TrainingBatch, trainLinearModel, trainSentimentModel } from "./fit.ts";
+import { type HoldoutSplit, isHoldoutRow } from "./linear/trainer.ts";
+import { generateReviews } from "../data/sample_data.ts";
+import { formatReviewLine } from "../data/csv.ts";
 import { scratchDir, TOKENIZER_BEFORE_LEXICON } from "../_testing.ts";
 
 async function processedBatches(count: number): Promise<AsyncDisposable & { path: string }> {
@@ -54,4 +57,85 @@ Deno.test("resolveTrainingBatches() refuses a batch tokenised with other setting
           `title "both" vs "plain"); rerun "deno task preprocess_batch 0"`,
       ),
   );
+});
+
+/** Two batches of generated reviews, preprocessed as train reads them. */
+async function generatedBatches(): Promise<AsyncDisposable & { batches: TrainingBatch[] }> {
+  const scratch = await scratchDir("calibration-");
+  const reviews = [...generateReviews({ rows: 1200, seed: 5 })];
+  for (const index of [0, 1]) {
+    const source = join(scratch.path, `train_batch_${index}.csv`);
+    await Deno.writeTextFile(
+      source,
+      reviews.slice(index * 600, (index + 1) * 600).map(formatReviewLine).join(""),
+    );
+    await preprocessFile({
+      source,
+      output: join(scratch.path, `train_batch_${index}.tsv`),
+      workers: 0,
+      progress: "off",
+    });
+  }
+  const batches = await resolveTrainingBatches(["all"], scratch.path);
+  return { batches, [Symbol.asyncDispose]: () => scratch[Symbol.asyncDispose]() };
+}
+
+function heldOutCount(batches: readonly TrainingBatch[], holdout: HoldoutSplit): number {
+  let count = 0;
+  for (const batch of batches) {
+    for (let row = 0; row < batch.meta.rows; row++) if (isHoldoutRow(holdout, batch.index, row)) count++;
+  }
+  return count;
+}
+
+Deno.test("training with a calibration split trains without the held-out reviews and measures them", async (t) => {
+  await using data = await generatedBatches();
+  const { batches } = data;
+  const holdout = { fraction: 0.2, seed: 3 };
+  const total = batches.reduce((sum, batch) => sum + batch.meta.rows, 0);
+  const held = heldOutCount(batches, holdout);
+  assert.ok(held > 150 && held < 330, `held ${held}`);
+
+  await t.step("linear", async () => {
+    const trained = await trainLinearModel({
+      batches,
+      params: { epochs: 3, buckets: 1 << 16 },
+      calibration: { holdout, threshold: 0 },
+      progress: "off",
+    });
+    assert.equal(trained.rows, total - held);
+    const decision = trained.calibration!;
+    assert.equal(decision.before.rows, held);
+    // The figures are the held-out reviews' as the trained model scores them.
+    assert.ok(decision.before.ece >= 0 && decision.before.brier > 0);
+    if (decision.calibration) {
+      assert.equal(decision.calibration.input, "logit");
+      assert.ok(decision.after!.logLoss < decision.before.logLoss);
+    } else assert.match(decision.reason, /no calibrator helps/);
+  });
+
+  await t.step("forest", async () => {
+    const trained = await trainSentimentModel({
+      batches,
+      forest: { trees: 10 },
+      workers: 0,
+      calibration: { holdout, threshold: 0 },
+      progress: "off",
+    });
+    assert.equal(trained.rows, total - held);
+    assert.equal(trained.forest.stats.trainRows, total - held);
+    assert.equal(trained.calibration!.before.rows, held);
+    // A forest's averaged leaves are under-confident on reviews it did not see: a calibrator helps.
+    assert.equal(trained.calibration!.calibration?.input, "probability", trained.calibration!.reason);
+  });
+
+  await t.step("without a split, every review is trained on and nothing is measured", async () => {
+    const trained = await trainLinearModel({
+      batches,
+      params: { epochs: 1, buckets: 1 << 16 },
+      progress: "off",
+    });
+    assert.equal(trained.rows, total);
+    assert.equal(trained.calibration, undefined);
+  });
 });

@@ -439,3 +439,36 @@ export async function scoreLinear(
   }
   return { accuracy: rows > 0 ? correct / rows : NaN, logLoss: rows > 0 ? loss / rows : NaN, rows };
 }
+
+/** Raw scores of held-out reviews, with their labels: what a calibrator is fitted on. */
+export interface HeldOutScores {
+  /** The model's logit of each held-out review. */
+  scores: Float64Array;
+  /** 1 = positive, 0 = negative, position for position. */
+  labels: Uint8Array;
+}
+
+/**
+ * The logits of the reviews a split held out of training, streamed from the files.
+ *
+ * @param model The model.
+ * @param files The files it was trained on.
+ * @param holdout The split that held the reviews out.
+ * @param signal Aborts the read.
+ */
+export async function scoreHeldOut(
+  model: LinearModel,
+  files: readonly TrainingFile[],
+  holdout: HoldoutSplit,
+  signal?: AbortSignal,
+): Promise<HeldOutScores> {
+  const scores: number[] = [];
+  const labels: number[] = [];
+  for (const file of files) {
+    await forEachRow(file, model.shape, { holdout, side: "holdout" }, (label, ids, count) => {
+      scores.push(model.logitIds(ids, 0, count));
+      labels.push(label);
+    }, signal);
+  }
+  return { scores: Float64Array.from(scores), labels: Uint8Array.from(labels) };
+}
