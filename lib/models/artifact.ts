@@ -349,7 +349,11 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
       );
     }
     const { tokens, sources } = tokenizer.tokenizeReviewWithSources(review);
-    return buildExplanation(decompose(tokens), tokens, sources, method, calibration);
+    const explanation = buildExplanation(decompose(tokens), tokens, sources, method, calibration);
+    // The served probability itself, not one recomputed from the decomposition's sum, which can differ
+    // from it in the last bit (or dip below 0 for a forest whose trees all said 0).
+    explanation.probability = score(tokens);
+    return explanation;
   }
 
   function predictTokens(tokens: string[]): Prediction {

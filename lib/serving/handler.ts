@@ -8,11 +8,16 @@
  * | `/` | GET | the web page |
  * | `/health` | GET | liveness: 200 while the process runs |
  * | `/ready`, `/ping` | GET | 200 once a model is loaded, else 503 (`/ping` as MLflow's scoring server) |
- * | `/version` | GET | model name, version, run id, app version |
- * | `/predict` | POST | `{"title","message"}` or a list → label, polarity, probability |
- * | `/invocations` | POST | MLflow's scoring protocol → `{"predictions": [...]}` |
+ * | `/version` | GET | model name, version, run id, app version, whether it explains, its model card |
+ * | `/predict` | POST | `{"title","message"}` or a list → label, polarity, probability (+ explanation) |
+ * | `/invocations` | POST | MLflow's scoring protocol → `{"predictions": [...]}` (+ explanations) |
  * | `/reload` | POST | loads the requested model again (e.g. a moved `@champion`) and swaps it in |
  * | `/metrics` | GET | Prometheus text format |
+ *
+ * An explanation (the words that pushed the label, exact contributions: `lib/models/explanation.ts`) comes
+ * with each prediction when asked: `"explain": true` in a `/predict` item, `"params": {"explain": true}` in
+ * an `/invocations` body, or `?explain=true` on either. It is computed only then, so a request that does
+ * not ask pays one check of its query string.
  *
  * Every error is a JSON body `{"error_code": "...", "message": "..."}` (the shape MLflow's servers use)
  * with the matching status; an unexpected exception is logged with its stack on the server and answered
@@ -28,11 +33,14 @@ import {
   ApiError,
   type ApiLimits,
   DEFAULT_LIMITS,
+  invocationsExplainParam,
   parseInvocationsBody,
   parsePredictBody,
+  queryExplainParam,
   readJsonBody,
   type ReviewInput,
 } from "./validation.ts";
+import { type ExplanationJson, explanationJson } from "../models/explanation.ts";
 
 /** What {@linkcode createApi} needs. */
 export interface ApiOptions {
@@ -91,7 +99,11 @@ interface PredictionJson {
   polarity: number;
   probability: number;
   positive_probability: number;
+  explanation?: ExplanationJson;
 }
+
+/** Top features an explanation lists (every word is listed, for highlighting). */
+const EXPLANATION_TOP_FEATURES = 10;
 
 function predictionJson(prediction: PredictionLike): PredictionJson {
   return {
@@ -164,6 +176,24 @@ export function createApi(options: ApiOptions): Api {
     return predictions;
   }
 
+  /** The explanation of each review, or a 400 when the model cannot explain. */
+  function explain(model: LoadedModel, reviews: ReviewInput[]): ExplanationJson[] {
+    const { predictor } = model;
+    if (!predictor.explain || predictor.explainable === false) {
+      throw new ApiError(
+        400,
+        "BAD_REQUEST",
+        `${model.name} version ${model.version} cannot explain its predictions (a model saved before explanations); ask without "explain" or retrain it`,
+      );
+    }
+    return reviews.map((review) =>
+      explanationJson(
+        predictor.explain!({ title: review.title, text: review.message }),
+        EXPLANATION_TOP_FEATURES,
+      )
+    );
+  }
+
   async function reload(trigger: string): Promise<ReloadOutcome> {
     const started = now();
     try {
@@ -221,6 +251,10 @@ export function createApi(options: ApiOptions): Api {
             run_id: model?.runId ?? null,
             model_requested: model?.requested ?? null,
             model_loaded_at: model?.loadedAt.toISOString() ?? null,
+            model_explainable: model
+              ? model.predictor.explain !== undefined && model.predictor.explainable !== false
+              : null,
+            model_card: model?.modelCard ?? null,
             app_version: appVersion,
             deno_version: Deno.version.deno,
           }),
@@ -242,6 +276,11 @@ export function createApi(options: ApiOptions): Api {
         const model = requireModel();
         const parsed = parsePredictBody(await readJsonBody(request, limits), limits);
         const predictions = score(model, parsed.reviews).map(predictionJson);
+        if (parsed.explain || queryExplainParam(request.url)) {
+          explain(model, parsed.reviews).forEach((explanation, i) =>
+            predictions[i]!.explanation = explanation
+          );
+        }
         const body = parsed.batch ? { predictions } : predictions[0];
         const response = Response.json(body, { headers: modelHeader(model) });
         return { response, items: predictions.length, model };
@@ -250,12 +289,17 @@ export function createApi(options: ApiOptions): Api {
     ["/invocations", {
       POST: async (request) => {
         const model = requireModel();
-        const reviews = parseInvocationsBody(await readJsonBody(request, limits), limits);
+        const body = await readJsonBody(request, limits);
+        const reviews = parseInvocationsBody(body, limits);
+        const explanations = invocationsExplainParam(body) || queryExplainParam(request.url)
+          ? explain(model, reviews)
+          : undefined;
         // The columns of the model's MLflow signature (MLmodel): label, polarity, probability.
-        const predictions = score(model, reviews).map((p) => ({
+        const predictions = score(model, reviews).map((p, i) => ({
           label: p.label,
           polarity: p.polarity,
           probability: p.probability,
+          ...(explanations ? { explanation: explanations[i] } : {}),
         }));
         const response = Response.json({ predictions }, { headers: modelHeader(model) });
         return { response, items: reviews.length, model };

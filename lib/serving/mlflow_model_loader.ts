@@ -112,8 +112,35 @@ export function createMlflowModelLoader(options: MlflowModelLoaderOptions): Mode
       source: downloadUri,
       loadedAt: new Date(),
     };
-    if (version.runId) model.runId = version.runId;
+    if (version.runId) {
+      model.runId = version.runId;
+      model.modelCard = modelCardLinks(client.trackingUri, name, versionText, version.runId);
+    }
     if (requested) model.requested = requested;
     return model;
+  };
+}
+
+/**
+ * Where a version's model card is, for `/version`: the version's page in the MLflow UI, and
+ * `model_card.md` of its run through the tracking server's artifact download.
+ *
+ * @example Usage
+ * ```ts
+ * import { modelCardLinks } from "./mlflow_model_loader.ts";
+ * modelCardLinks("http://127.0.0.1:5500", "amazon-reviews-sentiment", "3", "abc").page;
+ * // "http://127.0.0.1:5500/#/models/amazon-reviews-sentiment/versions/3"
+ * ```
+ */
+export function modelCardLinks(
+  trackingUri: string,
+  name: string,
+  version: string,
+  runId: string,
+): { page: string; markdown: string } {
+  const base = trackingUri.replace(/\/+$/, "");
+  return {
+    page: `${base}/#/models/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`,
+    markdown: `${base}/get-artifact?path=model_card.md&run_uuid=${encodeURIComponent(runId)}`,
   };
 }

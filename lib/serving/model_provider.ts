@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { Explanation } from "../models/explanation.ts";
 
 /** What the API reads from one prediction; `SentimentModel.predict` (lib/models/artifact.ts) returns this shape. */
 export interface PredictionLike {
@@ -25,6 +26,10 @@ export interface PredictionLike {
 export interface ReviewPredictor {
   /** Scores one review. Must not throw for any pair of strings. */
   predict(review: { title: string; text: string }): PredictionLike;
+  /** Whether {@linkcode ReviewPredictor.explain} works; a predictor without it cannot explain. */
+  readonly explainable?: boolean;
+  /** Explains the prediction of one review exactly (`SentimentModel.explain`). */
+  explain?(review: { title: string; text: string }): Explanation;
 }
 
 /** A model ready to serve, with the facts `/version` and the logs report about it. */
@@ -41,6 +46,11 @@ export interface LoadedModel {
   source?: string;
   /** What was asked for, e.g. "@champion" or "latest", when it was not a plain version number. */
   requested?: string;
+  /**
+   * Where the version's model card is: its page in the MLflow UI (the description is the card in brief)
+   * and `model_card.md`, the full card train and evaluate write beside the model.
+   */
+  modelCard?: { page: string; markdown: string };
   /** When this process finished loading it. */
   loadedAt: Date;
 }

@@ -1,6 +1,8 @@
 /**
- * The web page at `GET /`: a person types a review's title and text and sees the predicted sentiment and
- * its probability. One self-contained HTML document (no external assets, so it works offline and behind
+ * The web page at `GET /`: a person types a review's title and text and sees the predicted sentiment, its
+ * probability and, when the model can explain itself (`GET version` says so), the review with its words
+ * highlighted green and red by how much each pushed the label, and the words that pushed it most. One
+ * self-contained HTML document (no external assets, so it works offline and behind
  * any proxy) that calls `POST predict` with `fetch`. Its inline script and style are allowed by hash in a
  * strict Content-Security-Policy, and results are written with `textContent`, never as HTML.
  *
@@ -34,6 +36,18 @@ button:disabled { opacity: .6; cursor: progress; }
 #bar-fill { height: 100%; width: 50%; background: var(--pos); transition: width .3s; }
 @media (prefers-reduced-motion: reduce) { #bar-fill { transition: none; } }
 .scale { display: flex; justify-content: space-between; color: var(--muted); font-size: .8rem; }
+#explanation { margin-top: 1rem; }
+#result .explain-lead { color: var(--muted); font-size: .85rem; margin: 0 0 .4rem; }
+#result .explained { margin: 0 0 .5rem; font-size: 1rem; line-height: 1.7; white-space: pre-wrap;
+  overflow-wrap: anywhere; }
+.explained .field { color: var(--muted); font-size: .8rem; margin-right: .4rem; }
+mark { color: inherit; border-radius: 3px; padding: 0 1px; background: transparent; }
+mark.pos.s1 { background: rgba(26, 127, 55, .15); } mark.pos.s2 { background: rgba(26, 127, 55, .32); }
+mark.pos.s3 { background: rgba(26, 127, 55, .55); } mark.neg.s1 { background: rgba(207, 34, 46, .15); }
+mark.neg.s2 { background: rgba(207, 34, 46, .32); } mark.neg.s3 { background: rgba(207, 34, 46, .55); }
+#top-words { margin: .25rem 0 0; padding-left: 1.2rem; font-size: .9rem; }
+#top-words .pos { color: var(--pos); } #top-words .neg { color: var(--neg); }
+#top-words .size { font-variant-numeric: tabular-nums; margin-right: .4rem; }
 #error { margin-top: 1.5rem; padding: .75rem 1rem; border-radius: 8px; background: #ffebe9; color: #82071e; }
 footer { margin-top: 2rem; color: var(--muted); font-size: .85rem; }
 footer a { color: inherit; }
@@ -50,12 +64,70 @@ function showError(message) {
   errorBox.hidden = false;
 }
 
-function showPrediction(prediction) {
+let explainable = false;
+
+function signed(value) {
+  return (value >= 0 ? "+" : "\u2212") + Math.abs(value).toFixed(3);
+}
+
+// The typed text, with each explained word wrapped in a mark coloured by its sign, darker the more it weighed.
+function highlight(element, label, text, words, largest) {
+  element.replaceChildren();
+  const name = document.createElement("span");
+  name.className = "field";
+  name.textContent = label;
+  element.append(name);
+  let at = 0;
+  for (const word of words) {
+    if (word.start < at) continue;
+    element.append(text.slice(at, word.start));
+    const mark = document.createElement("mark");
+    const share = largest > 0 ? Math.abs(word.contribution) / largest : 0;
+    // s0 (no colour) for a word that barely mattered, then three shades.
+    mark.className = (word.contribution >= 0 ? "pos" : "neg") +
+      (share > 2 / 3 ? " s3" : share > 1 / 3 ? " s2" : share >= 0.05 ? " s1" : " s0");
+    mark.textContent = text.slice(word.start, word.end);
+    mark.title = signed(word.contribution) + (word.tokens.join(" ") === mark.textContent.toLowerCase() ? "" : " as " + word.tokens.join(" "));
+    element.append(mark);
+    at = word.end;
+  }
+  element.append(text.slice(at));
+}
+
+function showExplanation(explanation, review) {
+  const box = $("explanation");
+  if (!explanation) {
+    box.hidden = true;
+    return;
+  }
+  const traced = explanation.words.filter((w) => w.start >= 0).sort((a, b) => a.start - b.start);
+  const largest = Math.max(0, ...explanation.words.map((w) => Math.abs(w.contribution)));
+  const title = $("explained-title");
+  title.hidden = review.title === "";
+  highlight(title, "Title", review.title, traced.filter((w) => w.field === "title"), largest);
+  highlight($("explained-message"), "Review", review.message, traced.filter((w) => w.field === "text"), largest);
+  const top = [...explanation.words].sort((a, b) => Math.abs(b.contribution) - Math.abs(a.contribution)).slice(0, 5);
+  const list = $("top-words");
+  list.replaceChildren();
+  for (const word of top) {
+    const item = document.createElement("li");
+    const size = document.createElement("span");
+    size.className = "size " + (word.contribution >= 0 ? "pos" : "neg");
+    size.textContent = signed(word.contribution);
+    item.append(size, word.text);
+    if (word.tokens.join(" ") !== word.text.toLowerCase()) item.append(" (as " + word.tokens.join(" ") + ")");
+    list.append(item);
+  }
+  box.hidden = false;
+}
+
+function showPrediction(prediction, review) {
   errorBox.hidden = true;
   $("label").textContent = prediction.label;
   $("label").className = prediction.label;
   $("probability").textContent = (100 * prediction.probability).toFixed(1) + "% probability";
   $("bar-fill").style.width = (100 * prediction.positive_probability).toFixed(1) + "%";
+  showExplanation(prediction.explanation, review);
   result.hidden = false;
 }
 
@@ -65,14 +137,15 @@ form.addEventListener("submit", async (event) => {
   button.textContent = "Predicting\\u2026";
   try {
     // A relative URL, so the page also works when a proxy serves the API under a path prefix.
+    const review = { title: $("title").value, message: $("message").value };
     const response = await fetch("predict", {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ title: $("title").value, message: $("message").value }),
+      body: JSON.stringify(explainable ? { ...review, explain: true } : review),
     });
     const body = await response.json().catch(() => null);
     if (!response.ok) throw new Error(body && body.message ? body.message : "the server answered " + response.status);
-    showPrediction(body);
+    showPrediction(body, review);
   } catch (error) {
     showError(error instanceof TypeError ? "cannot reach the server; is it running?" : error.message);
   } finally {
@@ -87,6 +160,11 @@ $("message").addEventListener("keydown", (event) => {
 
 fetch("version").then((r) => r.ok ? r.json() : null).then((v) => {
   if (v && v.model_name) $("model").textContent = v.model_name + " v" + v.model_version;
+  explainable = Boolean(v && v.model_explainable);
+  if (v && v.model_card && v.model_card.page) {
+    $("model-card").href = v.model_card.page;
+    $("model-card-item").hidden = false;
+  }
 }).catch(() => {});
 `;
 
@@ -147,10 +225,18 @@ export function renderPage(
 <p><span id="label"></span> &middot; <span id="probability"></span></p>
 <div class="bar" title="probability that the review is positive"><div id="bar-fill"></div></div>
 <div class="scale"><span>negative</span><span>positive</span></div>
+<div id="explanation" hidden>
+<p class="explain-lead">Why: each word's push, green toward positive, red toward negative (hover for its size)</p>
+<p id="explained-title" class="explained"></p>
+<p id="explained-message" class="explained"></p>
+<p class="explain-lead">The words that pushed it most:</p>
+<ol id="top-words"></ol>
+</div>
 </section>
 <p id="error" role="alert" hidden></p>
 <footer>Model <span id="model">not loaded</span> &middot; app ${escapeAttribute(options.appVersion)} &middot;
-<a href="version">version</a> &middot; <a href="metrics">metrics</a> &middot; <a href="ready">ready</a></footer>
+<a href="version">version</a><span id="model-card-item" hidden> &middot; <a id="model-card" href="version">model card</a></span> &middot;
+<a href="metrics">metrics</a> &middot; <a href="ready">ready</a></footer>
 </main>
 <script>${SCRIPT}</script>
 </body>

@@ -30,3 +30,14 @@ Deno.test("renderPage() writes results with textContent only, never as HTML", ()
   assert.doesNotMatch(page.html, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
   assert.match(page.html, /\.textContent = prediction\.label/);
 });
+
+Deno.test("renderPage() asks for explanations only from a model that gives them, and highlights with DOM nodes", () => {
+  assert.match(page.html, /explainable = Boolean\(v && v\.model_explainable\)/);
+  assert.match(page.html, /JSON\.stringify\(explainable \? \{ \.\.\.review, explain: true \} : review\)/);
+  for (const id of ["explanation", "explained-title", "explained-message", "top-words", "model-card"]) {
+    assert.match(page.html, new RegExp(`id="${id}"`), id);
+  }
+  // Words are wrapped in marks built with createElement and filled with textContent.
+  assert.match(page.html, /document\.createElement\("mark"\)/);
+  assert.match(page.html, /mark\.textContent = text\.slice\(word\.start, word\.end\)/);
+});

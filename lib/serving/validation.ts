@@ -86,6 +86,8 @@ export interface PredictRequest {
   /** Whether the body was a list (the answer is then a list too). */
   batch: boolean;
   reviews: ReviewInput[];
+  /** Whether an item asked for explanations (`"explain": true`). */
+  explain: boolean;
 }
 
 function plural(n: number, word: string): string {
@@ -288,9 +290,18 @@ function review(title: unknown, message: unknown, where: string, limits: ApiLimi
   return result;
 }
 
-const PREDICT_FIELDS = new Set(["title", "message"]);
+const PREDICT_FIELDS = new Set(["title", "message", "explain"]);
 
-function predictItem(value: unknown, where: string, limits: ApiLimits): ReviewInput {
+/** Validates an `explain` flag: absent, or a boolean. */
+function explainFlag(value: unknown, where: string): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== "boolean") {
+    throw new ApiError(400, "BAD_REQUEST", `${where}"explain" must be true or false, got ${describe(value)}`);
+  }
+  return value;
+}
+
+function predictItem(value: unknown, where: string, limits: ApiLimits): ReviewInput & { explain: boolean } {
   if (!isPlainObject(value)) {
     throw new ApiError(
       400,
@@ -306,14 +317,16 @@ function predictItem(value: unknown, where: string, limits: ApiLimits): ReviewIn
       throw new ApiError(
         400,
         "BAD_REQUEST",
-        `${where}unknown field ${JSON.stringify(key.slice(0, 50))}${hint}; expected "title" and "message"`,
+        `${where}unknown field ${
+          JSON.stringify(key.slice(0, 50))
+        }${hint}; expected "title" and "message" (and "explain")`,
       );
     }
   }
   if (!("message" in value)) {
     throw new ApiError(400, "BAD_REQUEST", `${where}missing field "message" (the review's text)`);
   }
-  return review(value.title, value.message, where, limits);
+  return { ...review(value.title, value.message, where, limits), explain: explainFlag(value.explain, where) };
 }
 
 /**
@@ -335,9 +348,51 @@ function predictItem(value: unknown, where: string, limits: ApiLimits): ReviewIn
 export function parsePredictBody(body: unknown, limits: ApiLimits): PredictRequest {
   if (Array.isArray(body)) {
     checkBatchSize(body.length, limits);
-    return { batch: true, reviews: body.map((item, i) => predictItem(item, `item ${i}: `, limits)) };
+    const items = body.map((item, i) => predictItem(item, `item ${i}: `, limits));
+    return {
+      batch: true,
+      reviews: items.map(({ title, message }) => ({ title, message })),
+      explain: items.some((item) => item.explain),
+    };
   }
-  return { batch: false, reviews: [predictItem(body, "", limits)] };
+  const { title, message, explain } = predictItem(body, "", limits);
+  return { batch: false, reviews: [{ title, message }], explain };
+}
+
+/**
+ * Whether a `POST /invocations` body asks for explanations, as MLflow passes inference parameters:
+ * `"params": {"explain": true}`.
+ *
+ * @param body The parsed JSON body (already validated by {@linkcode parseInvocationsBody}).
+ * @throws {ApiError} 400 when `params` or `params.explain` has the wrong type.
+ */
+export function invocationsExplainParam(body: unknown): boolean {
+  const params = isPlainObject(body) ? body.params : undefined;
+  if (params === undefined || params === null) return false;
+  if (!isPlainObject(params)) {
+    throw new ApiError(400, "BAD_REQUEST", `"params" must be an object, got ${describe(params)}`);
+  }
+  return explainFlag(params.explain, "params: ");
+}
+
+/**
+ * Whether a request's query string asks for explanations: `?explain`, `?explain=true` or `?explain=1`.
+ *
+ * @param url The request URL.
+ * @throws {ApiError} 400 for another value, e.g. `?explain=yes`.
+ */
+export function queryExplainParam(url: string): boolean {
+  const query = url.indexOf("?");
+  // Most requests have no query string: no URL is parsed for them.
+  if (query === -1 || !url.includes("explain", query)) return false;
+  const value = new URL(url).searchParams.get("explain");
+  if (value === null || value === "false" || value === "0") return false;
+  if (value === "" || value === "true" || value === "1") return true;
+  throw new ApiError(
+    400,
+    "BAD_REQUEST",
+    `query parameter explain must be true or false, got ${JSON.stringify(value.slice(0, 20))}`,
+  );
 }
 
 /** The input keys of MLflow's scoring protocol. */
@@ -425,8 +480,8 @@ function fromTensorInput(value: unknown, key: string, limits: ApiLimits): Review
 
 /**
  * Validates a `POST /invocations` body in MLflow's scoring protocol: exactly one of
- * `dataframe_split`, `dataframe_records`, `inputs` or `instances` (a `params` key is allowed and ignored,
- * as for a model without parameters).
+ * `dataframe_split`, `dataframe_records`, `inputs` or `instances` (and optionally `params`, the inference
+ * parameters, of which the model reads `explain`: {@linkcode invocationsExplainParam}).
  *
  * @param body The parsed JSON body.
  * @param limits The limits to enforce.

@@ -65,12 +65,13 @@ Deno.test("readBodyBytes() refuses a declared Content-Length over the limit with
 Deno.test("parsePredictBody() accepts fields at their length limits and a missing or null title", () => {
   const limits = { ...DEFAULT_LIMITS, maxBatch: 3 };
   const atLimit = { title: "t".repeat(limits.maxTitleChars), message: "m".repeat(limits.maxMessageChars) };
-  assert.deepEqual(parsePredictBody(atLimit, limits), { batch: false, reviews: [atLimit] });
+  assert.deepEqual(parsePredictBody(atLimit, limits), { batch: false, reviews: [atLimit], explain: false });
   assert.deepEqual(
     parsePredictBody([{ message: "a" }, { title: null, message: "b" }, { message: "c" }], limits),
     {
       batch: true,
       reviews: [{ title: "", message: "a" }, { title: "", message: "b" }, { title: "", message: "c" }],
+      explain: false,
     },
   );
   assert.throws(() => parsePredictBody(Array(4).fill({ message: "a" }), limits), { status: 413 });
