@@ -476,3 +476,23 @@ export function decideCalibration(
     } on reviews it was not fitted on (${others})`,
   };
 }
+
+/**
+ * Train's calibration figures as MLflow metrics: `calibration_rows`, `calibration_error_before` and
+ * `_after`, `brier_score_before` and `_after`, `calibration_log_loss_before` and `_after` (the after
+ * figures are cross-fitted, and only present when a calibrator was kept).
+ */
+export function calibrationMetricsForMlflow(decision: CalibrationDecision): Record<string, number> {
+  const metrics: Record<string, number> = {
+    calibration_rows: decision.before.rows,
+    calibration_error_before: decision.before.ece,
+    brier_score_before: decision.before.brier,
+    calibration_log_loss_before: decision.before.logLoss,
+  };
+  if (decision.calibration && decision.after) {
+    metrics.calibration_error_after = decision.after.ece;
+    metrics.brier_score_after = decision.after.brier;
+    metrics.calibration_log_loss_after = decision.after.logLoss;
+  }
+  return metrics;
+}

@@ -1602,6 +1602,24 @@ export class MlflowClient {
     );
   }
 
+  /**
+   * Replaces a version's description (Markdown; MLflow's UI shows it on the version's page).
+   *
+   * @throws {MlflowApiError} `RESOURCE_DOES_NOT_EXIST` when the version is missing.
+   */
+  async updateModelVersion(
+    name: string,
+    version: number | string,
+    description: string,
+  ): Promise<ModelVersion> {
+    const body = await this.#json("PATCH", `${API}/model-versions/update`, {
+      json: { name, version: String(version), description },
+      // Setting the same description twice leaves the same state.
+      idempotent: true,
+    });
+    return mapModelVersion(body.model_version);
+  }
+
   /** Returns one version. @throws {MlflowApiError} `RESOURCE_DOES_NOT_EXIST` when missing. */
   async getModelVersion(name: string, version: number | string): Promise<ModelVersion> {
     const body = await this.#json("GET", `${API}/model-versions/get`, {

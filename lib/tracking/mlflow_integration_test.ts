@@ -245,6 +245,9 @@ Deno.test("model registry: register, get, download URI, aliases, latest, tags", 
 
   await client.setModelVersionTag(MODEL, 2, "validated", "true");
   assert.equal((await client.getModelVersion(MODEL, 2)).tags.validated, "true");
+  const card = "**linear** classifier\n\n| metric | value |\n| --- | --- |\n| accuracy | 0.9 |";
+  assert.equal((await client.updateModelVersion(MODEL, 2, card)).description, card);
+  assert.equal((await client.getModelVersion(MODEL, 2)).description, card);
   const byRun = await client.searchModelVersions({
     filter: `name='${MODEL}' and run_id='${run.info.runId}'`,
   });
