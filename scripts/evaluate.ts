@@ -1,9 +1,12 @@
 /**
  * Stage `evaluate`: loads a registered model version from MLflow (any family: the artifact names its
  * engine), scores `data/processed/test.tsv`, and logs accuracy, precision, recall, F1, ROC AUC, log loss
- * and the confusion matrix to a new MLflow run (tagged with the model name and version), with
- * confusion-matrix and ROC-curve charts as artifacts. The metrics are also set as `eval.*` tags on the
- * model version.
+ * and the confusion matrix with 95% intervals, the calibration of the served probabilities (expected
+ * calibration error, Brier score), accuracy per review length (and per source with `--sources`) and the
+ * behaviour checks passed to a new MLflow run (tagged with the model name and version), with
+ * confusion-matrix, ROC-curve and reliability-diagram charts as artifacts. The metrics are also set as
+ * `eval.*` tags on the model version, and the version's model card is completed (`model_card.md` and the
+ * version's description).
  *
  * Then it decides the promotion (`lib/tracking/promotion.ts`): the version takes the `@champion` alias when it
  * beats the current champion on the same test set by the margin, else it becomes `@challenger`; the
@@ -21,10 +24,17 @@ import { UsageError } from "../lib/core/errors.ts";
 import {
   checkTestSet,
   evaluateModel,
+  evaluateSources,
   type Evaluation,
+  evaluationMetricsForMlflow,
   metricsForMlflow,
   TEST_SET_PATH,
 } from "../lib/models/evaluate.ts";
+import { runBehaviourChecks } from "../lib/models/behaviour.ts";
+import { buildEvaluationCard, type ModelCard, trainingCardOfManifest } from "../lib/models/model_card.ts";
+import { sliceMetricsForMlflow } from "../lib/models/slices.ts";
+import { MODEL_CARD_MARKDOWN, publishModelCard, readModelCard } from "../lib/tracking/model_cards.ts";
+import { PipelineError } from "../lib/core/errors.ts";
 import type { Logger } from "../lib/core/log.ts";
 import { parseNumberFlag } from "../lib/core/flags.ts";
 import { withRun } from "../lib/tracking/mlflow_client.ts";
@@ -61,6 +71,10 @@ Options:
   --promotion-metric M     ${PROMOTION_METRICS.join(", ")} (default ${DEFAULT_PROMOTION_POLICY.metric})
   --promotion-margin X     how much better than the champion, in the metric's units (default ${DEFAULT_PROMOTION_POLICY.margin})
   --no-promote             only evaluate; leave the aliases alone
+  --sources DIR            also score each CSV file of DIR (the dataset's format, one file per source) and
+                           log the accuracy per source: how the version does on each kind of review.
+                           Readable under data/external (or grant it: deno run -q -P=evaluate
+                           --allow-read=DIR ...)
   --json                   print {"model_name","model_version","run_id","metrics":{...},"promotion":{...}}
   -h, --help               show this help
 
@@ -80,12 +94,13 @@ export const spec: StageSpec = {
     "promotion-metric": { type: "string" },
     "promotion-margin": { type: "string" },
     "no-promote": { type: "boolean" },
+    sources: { type: "string" },
   },
 };
 
 function formatMetrics(metrics: Record<string, number>): string {
   return Object.entries(metrics)
-    .map(([key, value]) => `  ${key.padEnd(16)} ${Number.isInteger(value) ? value : value.toFixed(4)}`)
+    .map(([key, value]) => `  ${key.padEnd(18)} ${Number.isInteger(value) ? value : value.toFixed(4)}`)
     .join("\n");
 }
 
@@ -136,12 +151,61 @@ function promotionJson(decision: PromotionDecision): Record<string, unknown> {
   };
 }
 
+/**
+ * Completes the version's model card with this evaluation and publishes it: beside the model in the
+ * training run, in this run, and as the version's description. A version trained before model cards gets
+ * one started from its manifest.
+ */
+async function completeModelCard(
+  client: Parameters<typeof publishModelCard>[0],
+  evaluateArtifactUri: string,
+  facts: {
+    modelName: string;
+    version: string;
+    runId: string | undefined;
+    manifest: Parameters<typeof trainingCardOfManifest>[0];
+    evaluation: ModelCard["evaluation"];
+  },
+): Promise<void> {
+  const trainingArtifactUri = facts.runId ? (await client.getRun(facts.runId)).info.artifactUri : undefined;
+  const previous = trainingArtifactUri ? await readModelCard(client, trainingArtifactUri) : undefined;
+  const card: ModelCard = {
+    format: "model-card/1",
+    training: previous?.training ??
+      trainingCardOfManifest(facts.manifest, {
+        name: facts.modelName,
+        version: facts.version,
+        runId: facts.runId ?? "unknown",
+      }),
+    ...(facts.evaluation ? { evaluation: facts.evaluation } : {}),
+  };
+  await publishModelCard(client, card, {
+    name: facts.modelName,
+    version: facts.version,
+    trainingArtifactUri: trainingArtifactUri ?? evaluateArtifactUri,
+    ...(trainingArtifactUri ? { copyArtifactUri: evaluateArtifactUri } : {}),
+  });
+}
+
+/** Where the completed card is, for the log. */
+const CARD_NOTE = `model card completed (${MODEL_CARD_MARKDOWN} and the version's description)`;
+
 async function main(ctx: StageContext): Promise<StageResult> {
   const { values, log, signal } = ctx;
   const versionSpec = parseVersionSpec(modelVersionFlag(values), "--model_version");
   const policy = parsePromotionFlags(values);
-  // The test set must exist before anything is downloaded.
+  const sourcesDir = values.sources as string | undefined;
+  // The test set (and the sources) must be readable before anything is downloaded.
   await checkTestSet(TEST_SET_PATH);
+  if (
+    sourcesDir !== undefined &&
+    (await Deno.permissions.query({ name: "read", path: sourcesDir })).state !== "granted"
+  ) {
+    throw new PipelineError(
+      `evaluate may not read ${sourcesDir}; put the source files under data/external/, or add the grant: ` +
+        `deno run -q -P=evaluate --allow-read=${sourcesDir} $MLFLOW_ALLOW_NET scripts/evaluate.ts ...`,
+    );
+  }
   const mlflow = await connectMlflow({ modelName: values["model-name"] as string | undefined }, log, signal);
   const { client, modelName } = mlflow;
   const loaded = await loadRegisteredModel(client, modelName, versionSpec);
@@ -153,7 +217,18 @@ async function main(ctx: StageContext): Promise<StageResult> {
 
   const evaluation = await evaluateModel(loaded.model, TEST_SET_PATH, { signal });
   logRetokenised(log, `version ${version}`, evaluation);
+  const sources = sourcesDir === undefined
+    ? undefined
+    : await evaluateSources(loaded.model, sourcesDir, { signal });
+  const behaviour = runBehaviourChecks(loaded.model);
+  const passed = behaviour.filter((check) => check.passed).length;
   const metrics = metricsForMlflow(evaluation.metrics);
+  const extraMetrics: Record<string, number> = {
+    ...evaluationMetricsForMlflow(evaluation),
+    ...(sources ? sliceMetricsForMlflow([...sources.slices, sources.pooled]) : {}),
+    behaviour_checks_passed: passed,
+    behaviour_checks: behaviour.length,
+  };
   const testSha256 = evaluation.meta.output.sha256;
 
   let champion: ChampionState | undefined;
@@ -192,9 +267,15 @@ async function main(ctx: StageContext): Promise<StageResult> {
   }, async (run) => {
     const id = run.info.runId;
     await client.logBatch(id, {
-      params: { model_name: modelName, model_version: version, test_set: TEST_SET_PATH },
+      params: {
+        model_name: modelName,
+        model_version: version,
+        test_set: TEST_SET_PATH,
+        ...(sourcesDir !== undefined ? { sources: sourcesDir } : {}),
+      },
       metrics: {
         ...metrics,
+        ...extraMetrics,
         evaluate_seconds: evaluation.seconds,
         ...(decision?.champion != null ? { [`champion_${decision.metric}`]: decision.champion } : {}),
       },
@@ -211,6 +292,11 @@ async function main(ctx: StageContext): Promise<StageResult> {
       model_name: modelName,
       model_version: version,
       metrics,
+      intervals: evaluation.intervals,
+      calibration: evaluation.calibration,
+      slices: evaluation.slices,
+      ...(sources ? { sources } : {}),
+      behaviour,
       roc_curve: evaluation.roc,
       ...(decision ? { promotion: promotionJson(decision) } : {}),
     };
@@ -224,6 +310,19 @@ async function main(ctx: StageContext): Promise<StageResult> {
     // Lets a later evaluate reuse these scores when this version is the champion and the test set is the same.
     await client.setModelVersionTag(modelName, version, "eval.test_sha256", testSha256);
     await client.setModelVersionTag(modelName, version, "eval.run_id", id);
+    await completeModelCard(client, run.info.artifactUri, {
+      modelName,
+      version,
+      runId: loaded.version.runId,
+      manifest: loaded.model.manifest,
+      evaluation: buildEvaluationCard({
+        runId: id,
+        path: TEST_SET_PATH,
+        evaluation,
+        ...(sources ? { sources } : {}),
+        behaviour,
+      }),
+    });
     if (decision) {
       const registered = await client.getRegisteredModel(modelName);
       const challenger = registered?.aliases[CHALLENGER_ALIAS];
@@ -244,6 +343,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
     return id;
   });
   const line = decision ? promotionLine(decision) : "promotion: skipped (--no-promote)";
+  log.info(CARD_NOTE, { model_version: version });
   if (decision) log.info(decision.reason);
 
   return {
@@ -255,8 +355,13 @@ async function main(ctx: StageContext): Promise<StageResult> {
       promotion: decision ? promotionJson(decision) : null,
     },
     text: `${modelName} version ${version} on ${TEST_SET_PATH} (run ${runId}):\n${
-      formatMetrics(metrics)
-    }\n${line}`,
+      formatMetrics({
+        ...metrics,
+        calibration_error: evaluation.calibration.ece,
+        brier_score: evaluation.calibration.brier,
+        ...(sources ? { accuracy_sources: sources.pooled.accuracy } : {}),
+      })
+    }\n  behaviour checks passed ${passed} of ${behaviour.length}\n${line}`,
   };
 }
 

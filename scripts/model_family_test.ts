@@ -68,7 +68,7 @@ Deno.test("linear family, warm start, search and promotion run end to end agains
       assert.equal(run.data.params.model_family, "linear");
       assert.equal(run.data.params.epochs, String(DEFAULT_LINEAR_PARAMS.epochs));
       assert.equal(run.data.params.seed, "7");
-      assert.equal(run.data.metrics.train_rows, 1600);
+      assert.equal(run.data.metrics.train_rows! + run.data.metrics.calibration_rows!, 1600);
       const losses = await client.getMetricHistory(run.info.runId, "train_log_loss");
       assert.deepEqual(
         losses.map((m) => m.step),
@@ -164,6 +164,8 @@ Deno.test("linear family, warm start, search and promotion run end to end agains
       method: string;
       bias: number;
       score: number;
+      probability: number;
+      calibrated: boolean;
       absent: number;
       words: { text: string; tokens: string[]; contribution: number; start: number; field: string }[];
     };
@@ -174,7 +176,9 @@ Deno.test("linear family, warm start, search and promotion run end to end agains
     const positive = result.label === "positive"
       ? result.probability as number
       : 1 - (result.probability as number);
-    assert.ok(Math.abs(1 / (1 + Math.exp(-e.score)) - positive) < 1e-9);
+    // The probability served is the explanation's; without a calibrator it is the logit's sigmoid.
+    assert.ok(Math.abs(e.probability - positive) < 1e-12);
+    if (!e.calibrated) assert.ok(Math.abs(1 / (1 + Math.exp(-e.score)) - positive) < 1e-9);
     const good = e.words.find((w) => w.text === "GOOD")!;
     assert.deepEqual([good.field, good.start, good.tokens[0]], ["title", 4, "not_good"]);
     assert.deepEqual(e.words.find((w) => w.text === "didn't")!.tokens, ["did", "not"]);
@@ -186,8 +190,12 @@ Deno.test("linear family, warm start, search and promotion run end to end agains
     const run = await client.getRun(result.run_id as string);
     assert.equal(run.data.tags["warm_start.version"], "1");
     assert.equal(run.data.params.warm_start_from_version, "1");
-    // Version 1 saw 1600 reviews x the default epochs; this run adds 800 x 2.
-    assert.equal(run.data.metrics.trained_examples_total, 1600 * DEFAULT_LINEAR_PARAMS.epochs + 800 * 2);
+    // Version 1 saw its training reviews x the default epochs; this run adds its own x 2.
+    const first = (await client.getRun((await client.getModelVersion(modelName, 1)).runId!)).data.metrics;
+    assert.equal(
+      run.data.metrics.trained_examples_total,
+      first.train_rows! * DEFAULT_LINEAR_PARAMS.epochs + run.data.metrics.train_rows! * 2,
+    );
     const conflict = await stage(root, "train", ["--batches", "1", "--warm-start-from", "1", "--dim", "20"]);
     assert.equal(conflict.code, 2, conflict.stderr);
     assert.match(

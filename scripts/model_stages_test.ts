@@ -58,7 +58,12 @@ Deno.test("train, evaluate and predict run end to end against a real MLflow serv
       assert.equal(mlflowRun.data.params.trees, "12");
       assert.equal(mlflowRun.data.params.batches, "0 1");
       assert.equal(mlflowRun.data.params.engine, "sparse-forest");
-      assert.equal(mlflowRun.data.metrics.train_rows, 1600);
+      // 5% of the reviews are held out to measure calibration.
+      const { train_rows: trainRows, calibration_rows: heldOut } = mlflowRun.data.metrics;
+      assert.equal(trainRows! + heldOut!, 1600);
+      assert.ok(heldOut! > 40 && heldOut! < 130, `held out ${heldOut}`);
+      assert.equal(typeof mlflowRun.data.metrics.calibration_error_before, "number");
+      assert.match(mlflowRun.data.params.calibrator!, /^(none|platt|isotonic)$/);
       assert.ok(mlflowRun.data.metrics.oob_accuracy! > 0.6, `oob ${mlflowRun.data.metrics.oob_accuracy}`);
       assert.equal(mlflowRun.data.tags["mlflow.source.name"], "scripts/train.ts");
       const files = (await client.listArtifacts(mlflowRun.info.artifactUri, "model")).map((f) => f.path)
@@ -98,9 +103,83 @@ Deno.test("train, evaluate and predict run end to end against a real MLflow serv
     assert.equal(mlflowRun.data.tags["model.version"], "1");
     assert.equal(mlflowRun.data.metrics.accuracy, result.metrics.accuracy);
     const artifacts = (await client.listArtifacts(mlflowRun.info.artifactUri)).map((f) => f.path).sort();
-    assert.deepEqual(artifacts, ["confusion_matrix.svg", "metrics.json", "roc_curve.svg"]);
+    assert.deepEqual(artifacts, [
+      "confusion_matrix.svg",
+      "metrics.json",
+      "model_card.json",
+      "model_card.md",
+      "reliability_diagram.svg",
+      "roc_curve.svg",
+    ]);
     const version = await client.getModelVersion(modelName, 1);
     assert.equal(version.tags["eval.accuracy"], String(result.metrics.accuracy));
+    // Calibration, intervals, slices and behaviour checks, as metrics.
+    const logged = mlflowRun.data.metrics;
+    for (
+      const key of [
+        "calibration_error",
+        "brier_score",
+        "accuracy_ci_low",
+        "accuracy_ci_high",
+        "behaviour_checks",
+      ]
+    ) {
+      assert.equal(typeof logged[key], "number", key);
+    }
+    assert.ok(
+      logged.accuracy_ci_low! < result.metrics.accuracy && result.metrics.accuracy < logged.accuracy_ci_high!,
+    );
+    assert.ok(Object.keys(logged).some((key) => /^slice\.length\.\d+-\d+\.accuracy$/.test(key)));
+    // The version's card is completed: its description and model_card.md beside the model.
+    assert.match(version.description, /\*\*Test\*\* \(400 reviews\): accuracy 0\.\d{4} \(95%: /);
+    assert.match(version.description, /\*\*Behaviour checks\*\*: passed \d+ of \d+/);
+    const trainRun = await client.getRun(first.run_id);
+    const card = new TextDecoder().decode(
+      await client.downloadArtifact(trainRun.info.artifactUri, "model_card.md"),
+    );
+    assert.match(card, /^# Model card: test-sentiment-\w+ version 1\n/);
+    assert.match(card, /\| reviews trained on \| 1,5\d\d \|/);
+    assert.match(card, /## Behaviour checks\n\nPassed \d+ of \d+/);
+    assert.match(card, /### Slices/);
+  });
+
+  await t.step("evaluate --sources adds the accuracy of each source file", async () => {
+    await Deno.mkdir(root.resolve("data/external/sources"), { recursive: true });
+    await Deno.writeTextFile(
+      root.resolve("data/external/sources/gadgets.csv"),
+      '"2","Great","Works perfectly, love it"\n"1","Awful","Broke on day one"\n',
+    );
+    await Deno.writeTextFile(
+      root.resolve("data/external/sources/books.csv"),
+      '"2","Lovely","A great read"\n',
+    );
+    const run = ok(
+      await runTask(root, "evaluate", [
+        "--model_version",
+        "1",
+        "--sources",
+        "data/external/sources",
+        "--no-promote",
+      ], {
+        env,
+      }),
+      "evaluate --sources",
+    );
+    assert.match(run.stdout, /accuracy_sources +(1|0\.\d{4})\n/);
+    const versionCard = (await client.getModelVersion(modelName, 1)).description;
+    assert.match(versionCard, /\*\*Test\*\*/);
+    const runs = await client.searchRuns({
+      experimentIds: [(await client.getExperimentByName(experimentName))!.experimentId],
+      orderBy: ["attributes.start_time DESC"],
+      maxResults: 1,
+    });
+    const metrics = runs.runs[0]!.data.metrics;
+    assert.equal(metrics["slice.source.gadgets.rows"], 2);
+    assert.equal(metrics["slice.source.books.rows"], 1);
+    assert.equal(metrics["slice.source.all sources.rows"], 3);
+    const outside = await runTask(root, "evaluate", ["--model_version", "1", "--sources", "/tmp"], { env });
+    assert.equal(outside.code, 1);
+    assert.match(outside.stderr, /evaluate may not read \/tmp; put the source files under data\/external/);
   });
 
   await t.step("predict answers with the version it was given", async () => {
@@ -139,7 +218,10 @@ Deno.test("train, evaluate and predict run end to end against a real MLflow serv
         /words that pushed the label most \(contribution to the probability of positive/,
       );
       assert.match(text.stdout, /"good" \(title\) +as not_good not__lexpos_\n/);
-      assert.match(text.stdout, /= score [+-]\d\.\d{3}\n/);
+      assert.match(
+        text.stdout,
+        /= score [+-]\d\.\d{3}(, probability of positive 0\.\d{4} \(calibrated\))?\n/,
+      );
       const result = JSON.parse(
         ok(await runTask(root, "predict", [...args, "--explain", "--json"], { env }), "explain --json")
           .stdout,
@@ -149,7 +231,9 @@ Deno.test("train, evaluate and predict run end to end against a real MLflow serv
       const total = e.words.reduce((sum: number, w: { contribution: number }) => sum + w.contribution, 0);
       assert.ok(Math.abs(e.bias + total + e.absent - e.score) < 1e-9);
       const positive = result.label === "positive" ? result.probability : 1 - result.probability;
-      assert.ok(Math.abs(e.score - positive) < 1e-9, `${e.score} vs ${positive}`);
+      // The served probability is the explanation's: the score's, through the calibrator if there is one.
+      assert.ok(Math.abs(e.probability - positive) < 1e-12, `${e.probability} vs ${positive}`);
+      if (!e.calibrated) assert.ok(Math.abs(e.score - positive) < 1e-9, `${e.score} vs ${positive}`);
       const usage = await runTask(root, "predict", ["--input", "x.csv", "--explain"], { env });
       assert.equal(usage.code, 2);
       assert.match(usage.stderr, /--explain explains one review/);

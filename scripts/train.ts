@@ -8,6 +8,12 @@
  * model: each trial is a child run of one parent run, trials run in parallel workers, and only the best
  * (retrained on all the reviews) is registered.
  *
+ * A share of the reviews (`--calibration-fraction`, default 5%) is held out of training to measure whether
+ * the model's probabilities mean what they say; when its calibration error is above
+ * `--calibration-threshold` (0.02), a calibrator is fitted on them and saved in the model. Each version
+ * gets a model card (`model_card.md` beside the model, and the version's description) that evaluate
+ * completes.
+ *
  * Reads `data/processed/train_batch_N.tsv`; writes nothing locally; reaches only the MLflow server.
  *
  * @example
@@ -37,7 +43,9 @@ import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
 import { buildModelFiles, sha256Hex } from "../lib/models/artifact.ts";
 import { loadRegisteredModel, MODEL_JSON_SHA256_TAG } from "../lib/tracking/model_store.ts";
 import {
+  type CalibrationSplit,
   datasetDigest,
+  DEFAULT_CALIBRATION_FRACTION,
   MODEL_FAMILIES,
   type ModelFamily,
   resolveTrainingBatches,
@@ -56,6 +64,13 @@ import {
   withoutFixed,
 } from "../lib/models/tuning.ts";
 import { TOKENIZER_VERSION } from "../lib/features/tokenizer.ts";
+import {
+  type CalibrationDecision,
+  calibrationMetricsForMlflow,
+  DEFAULT_CALIBRATION_THRESHOLD,
+} from "../lib/models/calibration.ts";
+import { buildTrainingCard } from "../lib/models/model_card.ts";
+import { publishModelCard } from "../lib/tracking/model_cards.ts";
 import type { VectorizerConfig } from "../lib/features/vectorizer.ts";
 import { APP_VERSION } from "../lib/core/version.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
@@ -97,6 +112,10 @@ Options:
   --seed N                 random seed; same seed and data give the same model (default 42)
   --ngrams 1|2             1 = words, 2 = words and adjacent pairs (default 2)
   --workers N              parallel tree builders or search trials (default: number of cores)
+  --calibration-fraction F share of reviews held out of training to measure calibration (default ${DEFAULT_CALIBRATION_FRACTION});
+                           0 trains on every review and measures nothing
+  --calibration-threshold X  calibration error above which a calibrator (Platt or isotonic, whichever
+                           does better on held-out reviews) is fitted and saved in the model (default ${DEFAULT_CALIBRATION_THRESHOLD})
 
 Forest (--model forest, implied by any of these flags):
   --trees N                trees in the forest (default 100)
@@ -162,6 +181,8 @@ export const spec: StageSpec = {
     trials: { type: "string" },
     "validation-fraction": { type: "string" },
     "no-refit": { type: "boolean" },
+    "calibration-fraction": { type: "string" },
+    "calibration-threshold": { type: "string" },
   },
 };
 
@@ -274,6 +295,22 @@ interface TrainContext {
   experimentId: string;
   batches: TrainingBatch[];
   workers: number;
+  /** The calibration hold-out; undefined with `--calibration-fraction 0`. */
+  calibration?: CalibrationSplit;
+}
+
+/** Resolves the calibration flags: a hold-out split, or undefined when the fraction is 0. */
+function parseCalibrationFlags(values: StageContext["values"]): CalibrationSplit | undefined {
+  const fraction = optionalNumber(values, "calibration-fraction", 0, 0.5) ?? DEFAULT_CALIBRATION_FRACTION;
+  const threshold = optionalNumber(values, "calibration-threshold", 0, 1);
+  if (fraction === 0) {
+    if (threshold !== undefined) {
+      throw new UsageError("--calibration-threshold needs a --calibration-fraction above 0");
+    }
+    return undefined;
+  }
+  // Its own seed, so that it holds out other reviews than a search's validation split.
+  return { holdout: { fraction, seed: 0x5ca1ab1e }, ...(threshold !== undefined ? { threshold } : {}) };
 }
 
 async function main(ctx: StageContext): Promise<StageResult> {
@@ -289,6 +326,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
     throw new UsageError(`unexpected argument "${ctx.positionals[0]}" after --full`);
   }
   const workers = optionalInt(values, "workers", 1, 256) ?? navigator.hardwareConcurrency;
+  const calibration = parseCalibrationFlags(values);
   // Validate every flag before touching the data or MLflow: a typo must not cost a training run.
   const forestOptions = family === "forest" ? parseForestFlags(values) : undefined;
   const linearOptions = family === "linear" ? parseLinearFlags(values) : undefined;
@@ -306,7 +344,14 @@ async function main(ctx: StageContext): Promise<StageResult> {
     experiment: mlflow.config.experimentName,
     tracking: mlflow.config.trackingUri,
   });
-  const context: TrainContext = { ctx, mlflow, experimentId: experiment.experimentId, batches, workers };
+  const context: TrainContext = {
+    ctx,
+    mlflow,
+    experimentId: experiment.experimentId,
+    batches,
+    workers,
+    ...(calibration ? { calibration } : {}),
+  };
   const result = forestOptions
     ? await trainForestRun(context, forestOptions)
     : await trainLinearRun(context, linearOptions!);
@@ -369,6 +414,7 @@ async function registerModel(
   run: Run,
   files: Map<string, Uint8Array>,
   engineName: string,
+  card: CardFacts,
 ): Promise<string> {
   const { client, modelName } = context.mlflow;
   for (const [name, bytes] of files) {
@@ -391,7 +437,49 @@ async function registerModel(
     },
   });
   await client.setTag(run.info.runId, "registered_model_version", String(version.version));
+  const training = buildTrainingCard({
+    ...card,
+    name: modelName,
+    version: String(version.version),
+    runId: run.info.runId,
+    engine: engineName,
+    appVersion: APP_VERSION,
+    batches: context.batches,
+    digest: datasetDigest(context.batches.map((b) => b.meta)),
+  });
+  await publishModelCard(client, { format: "model-card/1", training }, {
+    name: modelName,
+    version: String(version.version),
+    trainingArtifactUri: run.info.artifactUri,
+  });
   return String(version.version);
+}
+
+/** What a family's run tells the model card. */
+interface CardFacts {
+  family: ModelFamily;
+  rows: number;
+  positives: number;
+  params: Record<string, ParamValue>;
+  training: Record<string, number>;
+  calibration?: CalibrationDecision;
+}
+
+/** Logs the calibration measured on the held-out reviews, and says what was decided. */
+async function logCalibration(
+  context: TrainContext,
+  runId: string,
+  decision: CalibrationDecision | undefined,
+) {
+  if (!decision) return;
+  await context.mlflow.client.logBatch(runId, {
+    metrics: calibrationMetricsForMlflow(decision),
+    params: {
+      calibration_fraction: context.calibration!.holdout.fraction,
+      calibrator: decision.calibration?.method ?? "none",
+    },
+  });
+  context.ctx.log.info(`calibration: ${decision.reason}`);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -434,10 +522,22 @@ async function trainForestRun(context: TrainContext, options: ForestOptions): Pr
       forest: options.forest,
       workers,
       signal,
+      ...(context.calibration ? { calibration: context.calibration } : {}),
       onPhase: (phase, detail) => log.info(`${phase}`, detail),
     });
     const p = trained.forestParams;
     const v = trained.vectorizerConfig;
+    const forestParams = {
+      trees: p.trees,
+      max_depth: p.maxDepth,
+      min_samples_leaf: p.minSamplesLeaf,
+      max_features: String(p.maxFeatures),
+      bootstrap: p.bootstrap,
+      seed: p.seed,
+      vocab_max_features: v.maxFeatures,
+      vocab_min_df: v.minDf,
+      vocab_ngram_max: v.ngramMax,
+    };
     await client.logBatch(runId, {
       params: {
         model_family: "forest",
@@ -474,12 +574,14 @@ async function trainForestRun(context: TrainContext, options: ForestOptions): Pr
         model_bytes: trained.engineBytes.length,
       },
     });
+    await logCalibration(context, runId, trained.calibration);
     const files = buildModelFiles({
       engineName: trained.engineName,
       engineBytes: trained.engineBytes,
       vectorizer: trained.vectorizer,
       appVersion: APP_VERSION,
       runId,
+      ...(trained.calibration?.calibration ? { calibration: trained.calibration.calibration } : {}),
       training: {
         family: "forest",
         batches: batches.map((b) => b.index),
@@ -503,7 +605,17 @@ async function trainForestRun(context: TrainContext, options: ForestOptions): Pr
       "feature_importance.svg",
       await featureImportanceChart(top),
     );
-    const version = await registerModel(context, run, files, trained.engineName);
+    const version = await registerModel(context, run, files, trained.engineName, {
+      family: "forest",
+      rows: trained.rows,
+      positives: trained.positives,
+      params: forestParams,
+      training: {
+        ...(trained.forest.oobAccuracy !== null ? { oob_accuracy: trained.forest.oobAccuracy } : {}),
+        fit_seconds: trained.seconds.fit,
+      },
+      ...(trained.calibration ? { calibration: trained.calibration } : {}),
+    });
     log.info(`registered ${modelName} version ${version}`, {
       oob_accuracy: trained.forest.oobAccuracy ?? "n/a",
       seconds: trained.seconds.vocabulary + trained.seconds.vectorize + trained.seconds.fit,
@@ -618,11 +730,13 @@ async function finishLinearRun(
       { key: "model_bytes", value: trained.engineBytes.length },
     ],
   });
+  await logCalibration(context, runId, trained.calibration);
   const files = buildModelFiles({
     engineName: trained.engineName,
     engineBytes: trained.engineBytes,
     appVersion: APP_VERSION,
     runId,
+    ...(trained.calibration?.calibration ? { calibration: trained.calibration.calibration } : {}),
     training: {
       family: "linear",
       batches: batches.map((b) => b.index),
@@ -632,7 +746,14 @@ async function finishLinearRun(
       ...extra.training,
     },
   });
-  return await registerModel(context, run, files, trained.engineName);
+  return await registerModel(context, run, files, trained.engineName, {
+    family: "linear",
+    rows: trained.rows,
+    positives: trained.positives,
+    params: { ...linearParamsForMlflow(trained.params), ...extra.params },
+    training: { final_train_log_loss: trained.epochLosses.at(-1)!, fit_seconds: trained.seconds.fit },
+    ...(trained.calibration ? { calibration: trained.calibration } : {}),
+  });
 }
 
 async function trainLinearRun(context: TrainContext, options: LinearOptions): Promise<TrainOutcome> {
@@ -663,6 +784,7 @@ async function trainLinearRun(context: TrainContext, options: LinearOptions): Pr
       batches: context.batches,
       params: options.params,
       ...(warm ? { initial: warm.model } : {}),
+      ...(context.calibration ? { calibration: context.calibration } : {}),
       signal,
       onPhase: (phase, detail) => log.info(phase, detail),
     });
@@ -833,6 +955,7 @@ async function searchLinearRun(
           batches,
           params: best.params,
           ...(warm ? { initial: warm.model } : {}),
+          ...(context.calibration ? { calibration: context.calibration } : {}),
           signal,
           onPhase: (phase, detail) => log.info(phase, detail),
         });

@@ -16,6 +16,9 @@ import type { BehaviourResult } from "./behaviour.ts";
 import type { CalibrationDecision, CalibrationReport } from "./calibration.ts";
 import type { Interval } from "./classification_metrics.ts";
 import type { SliceReport } from "./slices.ts";
+import type { ModelManifest } from "./artifact.ts";
+import type { Evaluation } from "./evaluate.ts";
+import type { ProcessedMeta } from "../data/processed_data.ts";
 
 /** Calibration figures as the card keeps them. */
 export interface CardCalibration {
@@ -41,7 +44,8 @@ export interface TrainingCard {
     created: string;
     app_version: string;
   };
-  data: {
+  /** The training data; absent for a version trained before model cards, whose card evaluate starts. */
+  data?: {
     /** Where the training reviews came from (the batch files, as split from the raw training set). */
     sources: string[];
     batches: number[];
@@ -225,19 +229,21 @@ export function renderModelCard(card: ModelCard): string {
     "",
     "## Training data",
     "",
-    ...table(["", ""], [
-      ["source", data.sources.join(", ")],
-      ["batches", data.batches.join(", ")],
-      ["reviews trained on", data.rows.toLocaleString("en-US")],
-      ["held out for calibration", data.held_out.toLocaleString("en-US")],
-      ["positive share", percent(data.positive_share)],
-      ["digest", `\`${data.digest}\``],
-      [
-        "preprocessed",
-        data.dates[0] === data.dates[1] ? data.dates[0] : `${data.dates[0]} to ${data.dates[1]}`,
-      ],
-      ["tokenizer", `\`${JSON.stringify(data.tokenizer)}\``],
-    ]),
+    ...(data === undefined
+      ? ["Not recorded: the version was trained before model cards (see its run's inputs)."]
+      : table(["", ""], [
+        ["source", data.sources.join(", ")],
+        ["batches", data.batches.join(", ")],
+        ["reviews trained on", data.rows.toLocaleString("en-US")],
+        ["held out for calibration", data.held_out.toLocaleString("en-US")],
+        ["positive share", percent(data.positive_share)],
+        ["digest", `\`${data.digest}\``],
+        [
+          "preprocessed",
+          data.dates[0] === data.dates[1] ? data.dates[0] : `${data.dates[0]} to ${data.dates[1]}`,
+        ],
+        ["tokenizer", `\`${JSON.stringify(data.tokenizer)}\``],
+      ])),
     "",
     "## Family and parameters",
     "",
@@ -333,12 +339,15 @@ export const MAX_DESCRIPTION_CHARS = 5000;
 export function renderModelCardSummary(card: ModelCard, fullCard: string): string {
   const { model, data, calibration } = card.training;
   const evaluation = card.evaluation;
+  const trainedOn = data
+    ? ` on ${data.rows.toLocaleString("en-US")} reviews (batches ${data.batches.join(", ")}, digest \`${
+      data.digest.slice(0, 12)
+    }\`)`
+    : "";
   const lines = [
     `**${model.family} sentiment classifier** for English product reviews (positive / negative), trained ${
       model.created.slice(0, 10)
-    } on ${data.rows.toLocaleString("en-US")} reviews (batches ${data.batches.join(", ")}, digest \`${
-      data.digest.slice(0, 12)
-    }\`).`,
+    }${trainedOn}.`,
     "",
   ];
   if (evaluation) {
@@ -392,5 +401,136 @@ export function cardCalibrationDecision(decision: CalibrationDecision): Training
       ? { after: cardCalibration(decision.after), method: decision.calibration.method }
       : {}),
     reason: decision.reason,
+  };
+}
+
+/** What train passes to {@linkcode buildTrainingCard}. */
+export interface TrainingCardInput {
+  name: string;
+  version: string;
+  runId: string;
+  family: string;
+  engine: string;
+  appVersion: string;
+  /** The batches trained on, with their processed files' meta. */
+  batches: readonly { index: number; meta: ProcessedMeta }[];
+  /** Reviews trained on. */
+  rows: number;
+  /** Positive reviews among them. */
+  positives: number;
+  /** The training data's digest. */
+  digest: string;
+  params: Record<string, string | number | boolean>;
+  training: Record<string, number>;
+  calibration?: CalibrationDecision;
+}
+
+/**
+ * The card's training half, from what train knows.
+ *
+ * @param input The version, its data and its training.
+ * @param now The training time. @default {new Date()}
+ */
+export function buildTrainingCard(input: TrainingCardInput, now: Date = new Date()): TrainingCard {
+  const dates = input.batches.map((batch) => batch.meta.created).sort();
+  const total = input.batches.reduce((sum, batch) => sum + batch.meta.rows, 0);
+  return {
+    model: {
+      name: input.name,
+      version: input.version,
+      run_id: input.runId,
+      family: input.family,
+      engine: input.engine,
+      created: now.toISOString(),
+      app_version: input.appVersion,
+    },
+    data: {
+      sources: input.batches.map((batch) => batch.meta.source),
+      batches: input.batches.map((batch) => batch.index),
+      rows: input.rows,
+      held_out: Math.max(0, total - input.rows),
+      positive_share: input.rows > 0 ? input.positives / input.rows : NaN,
+      digest: input.digest,
+      dates: [dates[0] ?? "", dates.at(-1) ?? ""],
+      tokenizer: input.batches[0]?.meta.tokenizer ?? {},
+    },
+    params: input.params,
+    training: input.training,
+    ...(input.calibration ? { calibration: cardCalibrationDecision(input.calibration) } : {}),
+  };
+}
+
+/**
+ * The card's training half for a version trained before model cards: what its manifest records.
+ *
+ * @param manifest The version's `model.json`.
+ * @param version Its name, number and run.
+ */
+export function trainingCardOfManifest(
+  manifest: Pick<ModelManifest, "engine" | "created" | "app_version" | "training">,
+  version: { name: string; version: string; runId: string },
+): TrainingCard {
+  const training = manifest.training ?? {};
+  const params =
+    (typeof training.params === "object" && training.params !== null ? training.params : {}) as Record<
+      string,
+      string | number | boolean
+    >;
+  return {
+    model: {
+      name: version.name,
+      version: version.version,
+      run_id: version.runId,
+      family: typeof training.family === "string" ? training.family : manifest.engine,
+      engine: manifest.engine,
+      created: manifest.created,
+      app_version: manifest.app_version,
+    },
+    params,
+    training: {},
+  };
+}
+
+/** What evaluate passes to {@linkcode buildEvaluationCard}. */
+export interface EvaluationCardInput {
+  runId: string;
+  /** The test set's path. */
+  path: string;
+  evaluation: Evaluation;
+  sources?: { slices: SliceReport[]; pooled: SliceReport };
+  behaviour: BehaviourResult[];
+}
+
+/**
+ * The card's evaluation half, from what evaluate measured.
+ *
+ * @param input The run, the evaluation, the per-source slices and the behaviour checks.
+ * @param now The evaluation time. @default {new Date()}
+ */
+export function buildEvaluationCard(input: EvaluationCardInput, now: Date = new Date()): EvaluationCard {
+  const { evaluation } = input;
+  const { metrics, intervals, meta } = evaluation;
+  return {
+    run_id: input.runId,
+    evaluated: now.toISOString(),
+    test_set: {
+      path: input.path,
+      rows: meta.rows,
+      sha256: meta.output.sha256,
+      source: meta.source,
+      created: meta.created,
+    },
+    metrics: [
+      { name: "accuracy", value: metrics.accuracy, interval: intervals.accuracy },
+      { name: "precision", value: metrics.precision, interval: intervals.precision },
+      { name: "recall", value: metrics.recall, interval: intervals.recall },
+      { name: "f1", value: metrics.f1 },
+      { name: "roc_auc", value: metrics.rocAuc, interval: intervals.rocAuc },
+      { name: "log_loss", value: metrics.logLoss },
+    ],
+    calibration: { ...cardCalibration(evaluation.calibration), mce: evaluation.calibration.mce },
+    slices: evaluation.slices,
+    ...(input.sources ? { sources: input.sources } : {}),
+    behaviour: input.behaviour,
   };
 }

@@ -3,6 +3,7 @@ import { runBehaviourChecks } from "./behaviour.ts";
 import { calibrationReport, decideCalibration } from "./calibration.ts";
 import { wilsonInterval } from "./classification_metrics.ts";
 import {
+  buildTrainingCard,
   cardCalibration,
   cardCalibrationDecision,
   MAX_DESCRIPTION_CHARS,
@@ -10,6 +11,7 @@ import {
   renderModelCard,
   renderModelCardSummary,
   type TrainingCard,
+  trainingCardOfManifest,
 } from "./model_card.ts";
 
 const training: TrainingCard = {
@@ -161,10 +163,72 @@ Deno.test("renderModelCardSummary() fits the registry's description and points a
       ...evaluated,
       training: {
         ...training,
-        data: { ...training.data, batches: Array.from({ length: 3000 }, (_, i) => i) },
+        data: { ...training.data!, batches: Array.from({ length: 3000 }, (_, i) => i) },
       },
     },
     "x",
   );
   assert.equal(long.length, MAX_DESCRIPTION_CHARS);
+});
+
+Deno.test("buildTrainingCard() takes the data's facts from the batches' meta", () => {
+  const meta = (index: number, created: string) => ({
+    format: "processed-tsv/1",
+    source: `data/batches/train_batch_${index}.csv`,
+    sourceSha256: "s",
+    sourceBytes: 10,
+    read: 100,
+    rows: 100,
+    rejected: 0,
+    labels: { "1": 50, "2": 50 },
+    tokenizer: { version: "1" },
+    output: { bytes: 1, sha256: "o" },
+    created,
+  });
+  const card = buildTrainingCard({
+    name: "m",
+    version: "3",
+    runId: "r",
+    family: "forest",
+    engine: "sparse-forest",
+    appVersion: "0.1.0",
+    batches: [{ index: 1, meta: meta(1, "2026-02-02") }, { index: 0, meta: meta(0, "2026-01-01") }],
+    rows: 190,
+    positives: 95,
+    digest: "d",
+    params: { trees: 10 },
+    training: { oob_accuracy: 0.8 },
+  }, new Date("2026-03-03T00:00:00Z"));
+  assert.deepEqual(card.data, {
+    sources: ["data/batches/train_batch_1.csv", "data/batches/train_batch_0.csv"],
+    batches: [1, 0],
+    rows: 190,
+    held_out: 10,
+    positive_share: 0.5,
+    digest: "d",
+    dates: ["2026-01-01", "2026-02-02"],
+    tokenizer: { version: "1" },
+  });
+  assert.equal(card.model.created, "2026-03-03T00:00:00.000Z");
+  assert.equal(card.calibration, undefined);
+});
+
+Deno.test("a version trained before model cards gets a card from its manifest, saying what is not recorded", () => {
+  const card = trainingCardOfManifest(
+    {
+      engine: "hashed-linear",
+      created: "2026-01-01T00:00:00Z",
+      app_version: "0.0.9",
+      training: { family: "linear", params: { dim: 10 } },
+    },
+    { name: "m", version: "1", runId: "r" },
+  );
+  const text = renderModelCard({ format: "model-card/1", training: card });
+  assert.match(text, /A linear sentiment classifier/);
+  assert.match(text, /Not recorded: the version was trained before model cards/);
+  assert.match(text, /\| dim \| 10 \|/);
+  assert.doesNotMatch(
+    renderModelCardSummary({ format: "model-card/1", training: card }, "x"),
+    /undefined|NaN/,
+  );
 });
