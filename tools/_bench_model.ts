@@ -47,6 +47,7 @@ Options:
   --trees N        trees (train; default 100)
   --workers N      tree-building workers (train; default: number of cores)
   --calls N        timed predict calls (predict; default 10000)
+  --explain        predict: time explain calls (the words' exact contributions) instead
   --json           print the figures as one JSON object on stdout
   -h, --help       show this help
 `;
@@ -62,6 +63,7 @@ export const spec: StageSpec = {
     workers: { type: "string" },
     calls: { type: "string" },
     family: { type: "string" },
+    explain: { type: "boolean" },
   },
 };
 
@@ -209,16 +211,21 @@ async function predict(ctx: StageContext): Promise<StageResult> {
   const calls = optionalIntegerFlag("--calls", ctx.values.calls as string | undefined, 10_000, { min: 10 });
   const { model, loadSeconds } = await load(modelDir(ctx));
   const reviews = await sampleReviews(2_000);
+  const explain = ctx.values.explain === true;
+  // Both give the probability of positive: explain's is the same served probability as predict's.
+  const call = explain
+    ? (review: Review) => model.explain(review).probability
+    : (review: Review) => model.predict(review).positiveProbability;
   // Warm-up: let V8 optimise the tokenizer, vectorizer and tree walk, as in a long-running server.
-  for (let i = 0; i < Math.min(2_000, calls); i++) model.predict(reviews[i % reviews.length]!);
+  for (let i = 0; i < Math.min(2_000, calls); i++) call(reviews[i % reviews.length]!);
   const times = new Float64Array(calls);
   let positives = 0;
   for (let i = 0; i < calls; i++) {
     const review = reviews[i % reviews.length]!;
     const started = performance.now();
-    const prediction = model.predict(review);
+    const probability = call(review);
     times[i] = performance.now() - started;
-    if (prediction.polarity === 2) positives++;
+    if (probability >= 0.5) positives++;
   }
   times.sort();
   const mean = times.reduce((sum, t) => sum + t, 0) / calls;
@@ -232,7 +239,9 @@ async function predict(ctx: StageContext): Promise<StageResult> {
       load_seconds: loadSeconds,
       positive_share: positives / calls,
     },
-    text: `predict: median ${quantile(times, 0.5).toFixed(3)} ms, p99 ${quantile(times, 0.99).toFixed(3)} ms`,
+    text: `${explain ? "explain" : "predict"}: median ${quantile(times, 0.5).toFixed(3)} ms, p99 ${
+      quantile(times, 0.99).toFixed(3)
+    } ms`,
   };
 }
 

@@ -585,6 +585,8 @@ async function runDataset(
     });
   }
 
+  await runExplain(runner, "model", "forest", report.predict?.medianMs);
+
   // 6. The linear family (train --model linear, its defaults) on the same batches and test set.
   await runLinear(runner, report);
 
@@ -630,6 +632,36 @@ async function preprocessRealAtScale(runner: DatasetRunner, report: DatasetRepor
     note:
       `all ${formatCount(report.trainRows + report.testRows)} reviews ${REAL_TEXT_COPIES} times; repeats ` +
       "make the tokenizer's word cache hit more often than new text would, so the rate is an upper bound",
+  });
+}
+
+/**
+ * Times explanations of single reviews (`SentimentModel.explain`: tokens traced to the words typed, the
+ * engine's exact decomposition), beside the predict figures, so that their cost on the API is known.
+ */
+async function runExplain(
+  runner: DatasetRunner,
+  model: string,
+  family: string,
+  predictMedianMs: number | undefined,
+): Promise<void> {
+  const calls = 2_000;
+  const explain = await runner.helper(
+    `explain (${family})`,
+    ["predict", "--model", model, "--calls", String(calls), "--explain"],
+    budget("predict", 0),
+  );
+  if (!explain.json) return void runner.failed(`explain (${family})`, calls, explain);
+  const median = Number(explain.json.median_ms);
+  runner.stage({
+    stage: `explain (${family}, single reviews, in process)`,
+    reviews: calls,
+    seconds: explain.run.seconds,
+    peakRssBytes: explain.run.peakRssBytes,
+    cpuSeconds: explain.run.cpuSeconds,
+    status: "ok",
+    note: `median ${median.toFixed(3)} ms, p99 ${Number(explain.json.p99_ms).toFixed(3)} ms per review` +
+      (predictMedianMs ? ` (${(median / predictMedianMs).toFixed(1)}× predict)` : ""),
   });
 }
 
@@ -687,6 +719,7 @@ async function runLinear(runner: DatasetRunner, report: DatasetReport): Promise<
     status: "ok",
     note: `whole process; model load ${formatSeconds(Number(evaluate.json.load_seconds))}`,
   });
+  await runExplain(runner, "linear", "linear", undefined);
 }
 
 const PEERS = [
