@@ -36,6 +36,7 @@ import {
   buildExplanation,
   type Explanation,
   type ExplanationMethod,
+  type FeatureContribution,
   type ScoreDecomposition,
 } from "./explanation.ts";
 import { calibratedProbability, type Calibration, calibrationProblem } from "./calibration.ts";
@@ -57,7 +58,7 @@ export interface ScoringEngine {
    * The exact decomposition of {@linkcode ScoringEngine.predictProba}: a bias plus one contribution per
    * feature id (ids absent from the review included, when the engine's score depends on absences).
    */
-  explainProba?(featureIds: Uint32Array): { bias: number; contributions: Map<number, number> };
+  explainProba?(featureIds: Uint32Array): { bias: number; words: Uint32Array; contributions: Float64Array };
 }
 
 /** A trained scorer that turns tokens into features itself (e.g. by hashing n-grams). */
@@ -409,11 +410,39 @@ function decomposeOverVocabulary(
     for (let i = origins[k + 1]!; i <= origins[k + 2]!; i++) if (tokens[i]!.length > 0) list.push(i);
     occurrences.set(id, list);
   }
-  const { bias, contributions } = explainProba(ids);
-  const features = [...contributions].map(([id, contribution]) => ({
-    feature: vectorizer.termOf(id) ?? `#${id}`,
-    contribution,
-    tokens: occurrences.get(id) ?? [],
-  }));
-  return { scale: "probability", bias, features };
+  const { bias, words, contributions } = explainProba(ids);
+  const features: FeatureContribution[] = [];
+  // The largest absent words by size, kept sorted (few: most of a deep forest's words barely count).
+  const top: number[] = [];
+  let absentTotal = 0;
+  for (let k = 0; k < words.length; k++) {
+    const id = words[k]!;
+    const contribution = contributions[k]!;
+    const tokensOfId = occurrences.get(id);
+    if (tokensOfId) {
+      features.push({ feature: vectorizer.termOf(id) ?? `#${id}`, contribution, tokens: tokensOfId });
+      continue;
+    }
+    absentTotal += contribution;
+    const size = Math.abs(contribution);
+    if (top.length === MAX_ABSENT_LISTED && size <= Math.abs(contributions[top.at(-1)!]!)) continue;
+    let at = top.length;
+    while (at > 0 && Math.abs(contributions[top[at - 1]!]!) < size) at--;
+    top.splice(at, 0, k);
+    if (top.length > MAX_ABSENT_LISTED) top.pop();
+  }
+  let listed = 0;
+  for (const k of top) {
+    features.push({
+      feature: vectorizer.termOf(words[k]!) ?? `#${words[k]}`,
+      contribution: contributions[k]!,
+      tokens: [],
+    });
+    listed += contributions[k]!;
+  }
+  // The absent words not listed only count in the total.
+  return { scale: "probability", bias, features, unlisted: absentTotal - listed };
 }
+
+/** How many absent words a forest's explanation lists by name. */
+const MAX_ABSENT_LISTED = 20;

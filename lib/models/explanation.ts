@@ -42,8 +42,13 @@ export interface ScoreDecomposition {
   scale: ScoreScale;
   /** The part of the score no feature accounts for. */
   bias: number;
-  /** One entry per feature (or feature occurrence); `bias + Σ contribution` is the score. */
+  /** One entry per feature (or feature occurrence); `bias + Σ contribution + unlisted` is the score. */
   features: FeatureContribution[];
+  /**
+   * The total of the absent features left out of `features`: a forest credits a thousand or more words a
+   * review lacks, mostly with tiny amounts, and lists only the largest. @default {0}
+   */
+  unlisted?: number;
 }
 
 /** How an explanation was computed. */
@@ -85,18 +90,21 @@ export interface Explanation {
   scale: ScoreScale;
   /** The part of the score no feature accounts for. */
   bias: number;
-  /** The model's score: `bias + Σ features` (= `bias + Σ words + absent`). */
+  /** The model's score: `bias + Σ words + absent` (= `bias + Σ present features + absent`). */
   score: number;
   /**
    * The probability of "positive" the model serves for that score: its calibrator's, else the sigmoid of a
    * logit or the probability itself.
    */
   probability: number;
-  /** Every feature, merged over its occurrences, by decreasing size of contribution. */
+  /**
+   * Every feature the review has, merged over its occurrences, and the largest absent ones, by decreasing
+   * size of contribution.
+   */
   features: RankedFeature[];
   /** Every word that became a token, in review order (title first). */
   words: WordContribution[];
-  /** The sum of the absent features' contributions (0 for the linear model). */
+  /** The sum of all absent features' contributions, listed or not (0 for the linear model). */
   absent: number;
   /** Whether a calibrator turned the score into the probability. */
   calibrated: boolean;
@@ -138,8 +146,9 @@ export function buildExplanation(
   // Title words first, then text words, each in typing order: the order keys are first seen in
   // is not that (lexicon tokens come last), so the words are sorted at the end.
   const order = new Map<string, number>();
-  let score = bias;
-  let absent = 0;
+  const unlisted = decomposition.unlisted ?? 0;
+  let score = bias + unlisted;
+  let absent = unlisted;
   for (const feature of decomposition.features) {
     const contribution = feature.contribution;
     score += contribution;
@@ -182,8 +191,10 @@ export function buildExplanation(
     const word = words.get(`${source.field}:${source.word}`);
     if (word && !word.tokens.includes(token)) word.tokens.push(token);
   });
+  // Ties (a forest credits many words exactly 0) by code units: localeCompare cost more than the rest.
   const features = [...byFeature.values()].sort((x, y) =>
-    Math.abs(y.contribution) - Math.abs(x.contribution) || x.feature.localeCompare(y.feature)
+    Math.abs(y.contribution) - Math.abs(x.contribution) ||
+    (x.feature < y.feature ? -1 : x.feature > y.feature ? 1 : 0)
   );
   const sortedWords = [...words.entries()].sort(([a], [b]) => order.get(a)! - order.get(b)!)
     .map(([, word]) => word);
