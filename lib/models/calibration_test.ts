@@ -8,10 +8,12 @@ import {
   calibrationProblem,
   calibrationReport,
   decideCalibration,
+  decisionPoint,
   fitIsotonic,
   fitPlatt,
 } from "./calibration.ts";
 import { ENGINES } from "./engines.ts";
+import { rocAuc } from "./classification_metrics.ts";
 import { LinearModel, SeededRandom } from "./linear/model.ts";
 import { buildTinyLinearModelFiles } from "../serving/_tiny_model.ts";
 
@@ -80,32 +82,51 @@ Deno.test("fitPlatt() stays finite on separable and one-class hold-outs, and ref
   assert.throws(() => fitPlatt([], [], "logit"), RangeError);
 });
 
-Deno.test("fitIsotonic() gives a non-decreasing map inside (0, 1) through the knots, for any input", () => {
+Deno.test("both calibrators are increasing, inside (0, 1), and never change a label (property)", () => {
   fc.assert(
     fc.property(
       fc.array(fc.tuple(fc.integer({ min: -20, max: 20 }), fc.constantFrom(0, 1)), {
         minLength: 1,
         maxLength: 80,
       }),
-      (pairs) => {
-        const calibration = fitIsotonic(pairs.map((p) => p[0] / 4), pairs.map((p) => p[1]), "logit");
-        assert.equal(calibrationProblem(calibration), undefined, JSON.stringify(calibration));
-        let previous = 0;
-        for (let score = -6; score <= 6; score += 0.25) {
-          const p = calibratedProbability(calibration, score);
-          assert.ok(p > 0 && p < 1 && p >= previous - 1e-15, `${score} → ${p}`);
-          previous = p;
+      fc.constantFrom("logit" as const, "probability" as const),
+      (pairs, input) => {
+        const toScore = (v: number) => (input === "logit" ? v / 4 : (v + 20) / 40);
+        const scores = pairs.map((p) => toScore(p[0]));
+        const labels = pairs.map((p) => p[1]);
+        for (const calibration of [fitIsotonic(scores, labels, input), fitPlatt(scores, labels, input)]) {
+          assert.equal(calibrationProblem(calibration), undefined, JSON.stringify(calibration));
+          let previous = 0;
+          for (let v = -32; v <= 32; v += 1) {
+            const score = toScore(v);
+            const p = calibratedProbability(calibration, score);
+            assert.ok(p > 0 && p < 1 && p >= previous, `${calibration.method} ${score} → ${p}`);
+            assert.equal(
+              p >= 0.5,
+              score >= decisionPoint(input),
+              `${calibration.method}: the label of ${score}`,
+            );
+            previous = p;
+          }
         }
       },
     ),
     { numRuns: 300 },
   );
-  // Pooled where the labels disagree with the order, smoothed by half a review towards 1/2.
-  const calibration = fitIsotonic([1, 2, 3, 4], [0, 1, 0, 1], "probability");
-  assert.deepEqual(calibration.x, [1, 2.5, 4]);
-  assert.deepEqual(calibration.y, [0.25, 1.5 / 3, 1.5 / 2]);
-  assert.equal(calibratedProbability(calibration, 1.75), (0.25 + 0.5) / 2);
   assert.throws(() => fitIsotonic([1], [], "logit"), RangeError);
+});
+
+Deno.test("fitIsotonic() pools each side of the decision point and keeps it at 1/2", () => {
+  // Below 0: -2 (negative), -1 (positive); above: 1 (negative), 2 (positive). Smoothed by half a review.
+  const calibration = fitIsotonic([-2, -1, 1, 2], [0, 1, 0, 1], "logit");
+  assert.deepEqual(calibration.x, [-2, -1, 0, 1, 2]);
+  assert.deepEqual(calibration.y, [0.25, 0.5 - 1e-9, 0.5, 0.5, 0.75]);
+  assert.equal(calibratedProbability(calibration, 0), 0.5);
+  assert.equal(calibratedProbability(calibration, 1.5), (0.5 + 0.75) / 2);
+  assert.ok(calibratedProbability(calibration, -1e-6) < 0.5);
+  // Past the end knots the probability still rises, a little: no two far scores tie.
+  assert.ok(calibratedProbability(calibration, 5) > calibratedProbability(calibration, 3));
+  assert.ok(calibratedProbability(calibration, 5) < 0.75 + 0.25 * 0.01);
 });
 
 /** Scores over-confident at the extremes and about right in the middle, as the linear model's are. */
@@ -135,6 +156,11 @@ Deno.test("decideCalibration() keeps the calibrator that helps most on reviews i
   const isotonic = decideCalibration(bent.scores, bent.labels, "logit");
   assert.equal(isotonic.calibration?.method, "isotonic", isotonic.reason);
   assert.ok(isotonic.after!.ece < 0.03 && isotonic.before.ece > 0.05, isotonic.reason);
+  // The order of the reviews is kept, but where the fit pooled reviews at 1/2: the ROC AUC barely moves.
+  const labels = Uint8Array.from(bent.labels);
+  const calibrated = Float64Array.from(bent.scores, (s) => calibratedProbability(isotonic.calibration!, s));
+  const auc = rocAuc(labels, Float64Array.from(bent.scores));
+  assert.ok(Math.abs(rocAuc(labels, calibrated) - auc) < 1e-4, `${rocAuc(labels, calibrated)} vs ${auc}`);
 
   const fine = overconfident(4000, 1, 3);
   const kept = decideCalibration(fine.scores, fine.labels, "logit");
