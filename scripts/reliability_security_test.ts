@@ -92,7 +92,8 @@ const GRANTS: Record<string, { write: string[]; read: string[]; net: string[] }>
   preprocess_batch: { write: ["processed"], read: ["batches", "processed"], net: [] },
   preprocess_test: { write: ["processed"], read: ["raw", "processed"], net: [] },
   train: { write: [], read: ["processed"], net: ["127.0.0.1:5500"] },
-  evaluate: { write: [], read: ["processed"], net: ["127.0.0.1:5500"] },
+  // evaluate reads per-source test files (--sources) from data/external.
+  evaluate: { write: [], read: ["external", "processed"], net: ["127.0.0.1:5500"] },
   predict: { write: [], read: ["external", "raw"], net: ["127.0.0.1:5500"] },
   serve: { write: [], read: [], net: ["127.0.0.1:5500", "0.0.0.0:8000"] },
 };
