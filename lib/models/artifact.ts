@@ -77,6 +77,22 @@ export interface EngineCodec {
   name: string;
   /** Decodes the engine file; throws PipelineError for a format version it does not support. */
   decode(bytes: Uint8Array): ScoringEngine | TokenScoringEngine;
+  /**
+   * Splits a decoded engine into structured-clonable state and the buffers to transfer, so that a worker
+   * can decode it and hand it to another thread without a copy. Absent when the engine cannot move.
+   */
+  pack?(engine: ScoringEngine | TokenScoringEngine): { state: unknown; transfer: ArrayBuffer[] };
+  /** Rebuilds an engine from what {@linkcode EngineCodec.pack} gave. */
+  unpack?(state: unknown): ScoringEngine | TokenScoringEngine;
+}
+
+/** Options of {@linkcode loadModel}. */
+export interface LoadModelOptions {
+  /**
+   * The engine, already decoded from these files by `loadModel` on another thread (which also verified
+   * every checksum): checksums and decoding are not repeated.
+   */
+  decoded?: ScoringEngine | TokenScoringEngine;
 }
 
 /** Whether an engine featurises tokens itself. */
@@ -259,10 +275,15 @@ function parseManifest(bytes: Uint8Array | undefined): ModelManifest {
  *
  * @param files Paths relative to `model/` → bytes.
  * @param codecs The engines this build can read, by name.
+ * @param options An engine decoded elsewhere.
  */
-export function loadModel(files: Map<string, Uint8Array>, codecs: readonly EngineCodec[]): SentimentModel {
+export function loadModel(
+  files: Map<string, Uint8Array>,
+  codecs: readonly EngineCodec[],
+  options: LoadModelOptions = {},
+): SentimentModel {
   const manifest = parseManifest(files.get("model.json"));
-  for (const [name, expected] of Object.entries(manifest.files)) {
+  for (const [name, expected] of Object.entries(options.decoded ? {} : manifest.files)) {
     const bytes = files.get(name);
     if (!bytes) throw new PipelineError(`model artifact is missing ${name}`);
     if (bytes.length !== expected.bytes || sha256Hex(bytes) !== expected.sha256) {
@@ -299,7 +320,7 @@ export function loadModel(files: Map<string, Uint8Array>, codecs: readonly Engin
   if (!engineBytes || !manifest.files["engine.bin"]) {
     throw new PipelineError("model artifact is missing engine.bin");
   }
-  const engine = codec.decode(engineBytes);
+  const engine = options.decoded ?? codec.decode(engineBytes);
   const calibration = checkCalibration(manifest.calibration);
   let vectorizer: Vectorizer | undefined;
   let score: (tokens: string[]) => number;

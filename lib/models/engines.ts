@@ -5,6 +5,7 @@
  * @module
  */
 import { deserializeForest, MODEL_FORMAT as FOREST_FORMAT } from "./forest/model_format.ts";
+import { type LinearHistory, LinearModel, type LinearShape } from "./linear/model.ts";
 import { deserializeLinear, LINEAR_ENGINE_NAME } from "./linear/model_format.ts";
 import type { EngineCodec } from "./artifact.ts";
 
@@ -14,10 +15,34 @@ export const FOREST_ENGINE: EngineCodec = {
   decode: (bytes) => deserializeForest(bytes),
 };
 
+/** What a linear model is made of, as it crosses between threads (the embeddings are transferred). */
+interface LinearState {
+  shape: LinearShape;
+  embeddings: Float32Array;
+  output: Float64Array;
+  bias: number;
+  history: LinearHistory;
+}
+
 /** The fastText-style linear model over hashed n-grams (`lib/models/linear/`): scores tokens. */
 export const LINEAR_ENGINE: EngineCodec = {
   name: LINEAR_ENGINE_NAME,
   decode: (bytes) => deserializeLinear(bytes),
+  pack(engine) {
+    if (!(engine instanceof LinearModel)) throw new TypeError("not a linear model");
+    const state: LinearState = {
+      shape: { ...engine.shape },
+      embeddings: engine.embeddings,
+      output: engine.output,
+      bias: engine.bias,
+      history: engine.history,
+    };
+    return { state, transfer: [engine.embeddings.buffer as ArrayBuffer] };
+  },
+  unpack(state) {
+    const { shape, embeddings, output, bias, history } = state as LinearState;
+    return new LinearModel(shape, embeddings, output, bias, history);
+  },
 };
 
 /** Every engine this build can load. */

@@ -23,7 +23,7 @@ export interface MlflowModelLoaderOptions {
   /** Version spec: a number, `latest`, `@alias` (validated here, so a typo fails before any request). */
   spec: string;
   /** Turns the version's files (paths relative to its download URI) into a predictor. */
-  build: (files: Map<string, Uint8Array>) => ReviewPredictor;
+  build: (files: Map<string, Uint8Array>) => ReviewPredictor | Promise<ReviewPredictor>;
   /** Largest model accepted, in bytes, so a wrong artifact cannot exhaust memory. @default {2 GiB} */
   maxModelBytes?: number;
   /**
@@ -98,7 +98,7 @@ export function createMlflowModelLoader(options: MlflowModelLoaderOptions): Mode
     verifyManifestChecksum(version, files);
     let predictor: ReviewPredictor;
     try {
-      predictor = build(files);
+      predictor = await build(files);
     } catch (error) {
       if (error instanceof PipelineError) {
         throw new PipelineError(`model "${name}" version ${versionText}: ${error.message}`, { cause: error });
