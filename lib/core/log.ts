@@ -34,6 +34,19 @@ export interface Logger {
 
 const encoder = new TextEncoder();
 
+let stampMs = Number.NaN;
+let stamp = "";
+
+/** `new Date().toISOString()`, formatted once per millisecond: a busy server logs many lines in one. */
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== stampMs) {
+    stampMs = now;
+    stamp = new Date(now).toISOString();
+  }
+  return stamp;
+}
+
 /** Writes one line to stderr synchronously, so lines never interleave with a progress line. */
 export function stderrSink(line: string): void {
   Deno.stderr.writeSync(encoder.encode(line + "\n"));
@@ -55,7 +68,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   function write(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
     if (LEVEL_ORDER[level] < minimum) return;
     if (options.json) {
-      sink(JSON.stringify({ ts: new Date().toISOString(), level, name: options.name, msg, ...fields }));
+      sink(JSON.stringify({ ts: isoNow(), level, name: options.name, msg, ...fields }));
       return;
     }
     const prefix = options.name ? `[${options.name}] ` : "";

@@ -23,9 +23,20 @@
  * with the matching status; an unexpected exception is logged with its stack on the server and answered
  * with a 500 that carries the request id, never the stack.
  *
+ * Overload and abuse: beyond {@linkcode ApiOptions.maxInFlight} requests at once, the scoring routes answer
+ * 503 with `Retry-After` at once (the probes keep answering); `POST /reload` is accepted from loopback
+ * only, or from anywhere with the bearer token of {@linkcode ReloadPolicy.token}, and at most once per
+ * {@linkcode ReloadPolicy.minIntervalMs}.
+ *
+ * Every request pays for what this module does, so the hot path is kept lean (docs/api/index.md,
+ * "Performance", has the profile): the path is cut out of the URL without parsing it, responses are
+ * built with their headers in one go, metrics touch preallocated slots, and request log lines go to a
+ * buffered sink.
+ *
  * @module
  */
 import type { Logger } from "../core/log.ts";
+import { Deadlines } from "./deadlines.ts";
 import { ApiMetrics, PROMETHEUS_CONTENT_TYPE } from "./prometheus.ts";
 import type { LoadedModel, ModelProvider, PredictionLike, ReloadOutcome } from "./model_provider.ts";
 import { renderPage } from "./page.ts";
@@ -42,6 +53,23 @@ import {
 } from "./validation.ts";
 import { type ExplanationJson, explanationJson } from "../models/explanation.ts";
 
+/** Default of {@linkcode ApiOptions.maxInFlight}. */
+export const DEFAULT_MAX_IN_FLIGHT = 256;
+
+/** Default of {@linkcode ReloadPolicy.minIntervalMs}. */
+export const DEFAULT_RELOAD_INTERVAL_MS = 5000;
+
+/** Who may call `POST /reload`, and how often. */
+export interface ReloadPolicy {
+  /**
+   * A secret that allows reloads from any address with `Authorization: Bearer <token>`. Without it, only
+   * clients on loopback (and in-process callers, which have no address) may reload.
+   */
+  token?: string;
+  /** Least time between two reloads started over HTTP, in milliseconds. @default {5000} */
+  minIntervalMs?: number;
+}
+
 /** What {@linkcode createApi} needs. */
 export interface ApiOptions {
   /** Where the model comes from. */
@@ -52,11 +80,17 @@ export interface ApiOptions {
   limits?: Partial<ApiLimits>;
   /** Metrics to record into. @default {a new ApiMetrics} */
   metrics?: ApiMetrics;
-  /** Logger for request logs (one line per request), reloads and unexpected errors. */
+  /** Logger for reloads and unexpected errors (and request lines, unless `requestLog` is given). */
   log?: Logger;
+  /** Logger for the one line per request, e.g. one with a buffered sink. @default {log} */
+  requestLog?: Logger;
   /** Write one log line per request. @default {true} */
   accessLog?: boolean;
-  /** Monotonic clock in milliseconds, for latencies. @default {performance.now} */
+  /** Most requests handled at once before the scoring routes answer 503. @default {256} */
+  maxInFlight?: number;
+  /** Access control and rate limit of `POST /reload`. */
+  reload?: ReloadPolicy;
+  /** Monotonic clock in milliseconds, for latencies and the reload rate limit. @default {performance.now} */
   now?: () => number;
 }
 
@@ -80,18 +114,33 @@ export interface Api {
   metrics: ApiMetrics;
 }
 
-interface RouteResult {
-  response: Response;
-  /** Reviews scored by this request, for the log. */
-  items?: number;
-  /** The model that scored them (a reload may swap the provider's model meanwhile). */
-  model?: LoadedModel;
-}
+/** What a route answers: a JSON body (the usual case) or a ready response. */
+type RouteResult =
+  | {
+    json: unknown;
+    /** The model that scored the request (a reload may swap the provider's model meanwhile). */
+    model?: LoadedModel;
+    /** Reviews scored by this request, for the log. */
+    items?: number;
+  }
+  | { response: Response };
 
-type RouteHandler = (request: Request) => Promise<RouteResult> | RouteResult;
+type RouteHandler = (request: Request, info: RequestInfo | undefined) => Promise<RouteResult> | RouteResult;
+
+interface Route {
+  /** Handlers by method; HEAD runs GET's. */
+  methods: Partial<Record<string, RouteHandler>>;
+  /** The `Allow` value: the methods, and HEAD where GET is. */
+  allow: string[];
+  /** Whether the route is refused (503) while the server is at its in-flight budget. */
+  shed: boolean;
+}
 
 const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
 const REQUEST_ID = /^[\w.:\-]{1,128}$/;
+// Paths that `new URL()` would return unchanged: no dot segments, escapes or odd characters.
+const PLAIN_PATH = /^\/[\w\-/]*$/;
+const JSON_TYPE = "application/json";
 
 /** JSON body of a prediction on `/predict`. */
 interface PredictionJson {
@@ -129,6 +178,45 @@ function errorMessage(error: unknown): string {
 }
 
 /**
+ * The path of an absolute request URL, as `new URL(url).pathname` gives it. Cutting it out of the string
+ * is several times cheaper than parsing the URL, which only odd paths still need.
+ */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return "/";
+  let end = url.indexOf("?", start);
+  if (end < 0) end = url.length;
+  const hash = url.indexOf("#", start);
+  if (hash >= 0 && hash < end) end = hash;
+  const path = url.slice(start, end);
+  if (PLAIN_PATH.test(path)) return path;
+  try {
+    return new URL(url).pathname;
+  } catch {
+    // Deno.serve always passes an absolute URL; keep "/" for a hand-made request.
+    return "/";
+  }
+}
+
+/** Whether a client address is this machine's: loopback, or no network peer at all (in process). */
+function isLocal(address: Deno.Addr | undefined): boolean {
+  if (address === undefined || address.transport === "unix" || address.transport === "unixpacket") {
+    return true;
+  }
+  if (!("hostname" in address)) return false;
+  const host = address.hostname;
+  return host.startsWith("127.") || host === "::1" || host.startsWith("::ffff:127.");
+}
+
+/** Compares two strings in time that depends only on their lengths. */
+function sameSecret(given: string, expected: string): boolean {
+  if (given.length !== expected.length) return false;
+  let difference = 0;
+  for (let i = 0; i < given.length; i++) difference |= given.charCodeAt(i) ^ expected.charCodeAt(i);
+  return difference === 0;
+}
+
+/**
  * Builds the API.
  *
  * @param options The model provider, app version, limits, logger and metrics.
@@ -148,7 +236,12 @@ export function createApi(options: ApiOptions): Api {
   const limits: ApiLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const metrics = options.metrics ?? new ApiMetrics();
   const now = options.now ?? (() => performance.now());
-  const accessLog = options.accessLog ?? true;
+  const requestLog = (options.accessLog ?? true) ? options.requestLog ?? log : undefined;
+  const maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+  const reloadToken = options.reload?.token;
+  const reloadIntervalMs = options.reload?.minIntervalMs ?? DEFAULT_RELOAD_INTERVAL_MS;
+  let lastHttpReload = Number.NEGATIVE_INFINITY;
+  const deadlines = new Deadlines();
   const page = renderPage({ ...limits, appVersion });
 
   function requireModel(): LoadedModel {
@@ -164,14 +257,13 @@ export function createApi(options: ApiOptions): Api {
     return model;
   }
 
-  function modelHeader(model: LoadedModel): Record<string, string> {
-    return { "x-model-version": `${model.name}/${model.version}` };
-  }
-
   function score(model: LoadedModel, reviews: ReviewInput[]): PredictionLike[] {
-    const predictions = reviews.map((review) =>
-      model.predictor.predict({ title: review.title, text: review.message })
-    );
+    const predictor = model.predictor;
+    const predictions = new Array<PredictionLike>(reviews.length);
+    for (let i = 0; i < reviews.length; i++) {
+      const review = reviews[i]!;
+      predictions[i] = predictor.predict({ title: review.title, text: review.message });
+    }
     metrics.countPredictions(predictions.length);
     return predictions;
   }
@@ -221,31 +313,68 @@ export function createApi(options: ApiOptions): Api {
     }
   }
 
-  const routes = new Map<string, Partial<Record<string, RouteHandler>>>([
+  /** Who may reload over HTTP: loopback, or the bearer token when one is configured. */
+  function authorizeReload(request: Request, info: RequestInfo | undefined): void {
+    if (reloadToken !== undefined) {
+      const header = request.headers.get("authorization") ?? "";
+      const given = header.startsWith("Bearer ") ? header.slice(7).trim() : "";
+      if (!sameSecret(given, reloadToken)) {
+        throw new ApiError(
+          401,
+          "UNAUTHENTICATED",
+          "POST /reload needs the server's reload token: send Authorization: Bearer <token>",
+          { "www-authenticate": 'Bearer realm="reload"' },
+        );
+      }
+      return;
+    }
+    if (!isLocal(info?.remoteAddr)) {
+      throw new ApiError(
+        403,
+        "PERMISSION_DENIED",
+        "POST /reload is accepted from this machine only; set SERVE_RELOAD_TOKEN on the server to allow it with a bearer token, or send the server SIGHUP",
+      );
+    }
+  }
+
+  /** At most one reload started over HTTP per interval: each one queries MLflow. */
+  function limitReloadRate(): void {
+    const at = now();
+    const wait = lastHttpReload + reloadIntervalMs - at;
+    if (wait > 0) {
+      const seconds = Math.max(1, Math.ceil(wait / 1000));
+      throw new ApiError(
+        429,
+        "REQUEST_LIMIT_EXCEEDED",
+        `a reload was started less than ${reloadIntervalMs / 1000} s ago; retry in ${seconds} s`,
+        { "retry-after": String(seconds) },
+      );
+    }
+    lastHttpReload = at;
+  }
+
+  const routeTable: [string, Partial<Record<string, RouteHandler>>, { shed?: boolean }?][] = [
     ["/", {
       GET: () => ({ response: new Response(page.html, { headers: page.headers }) }),
     }],
     ["/health", {
-      GET: () => ({ response: Response.json({ status: "ok" }) }),
+      GET: () => ({ json: { status: "ok" } }),
     }],
     ["/ready", {
-      GET: () => {
-        const model = requireModel();
-        return { response: Response.json({ status: "ready", model: modelJson(model) }) };
-      },
+      GET: () => ({ json: { status: "ready", model: modelJson(requireModel()) } }),
     }],
     ["/ping", {
       // MLflow's scoring server answers a bare newline; tools built for it only look at the status.
       GET: () => {
         requireModel();
-        return { response: new Response("\n", { headers: { "content-type": "application/json" } }) };
+        return { response: new Response("\n", { headers: { "content-type": JSON_TYPE } }) };
       },
     }],
     ["/version", {
       GET: () => {
         const model = provider.current();
         return {
-          response: Response.json({
+          json: {
             model_name: model?.name ?? null,
             model_version: model?.version ?? null,
             run_id: model?.runId ?? null,
@@ -257,39 +386,34 @@ export function createApi(options: ApiOptions): Api {
             model_card: model?.modelCard ?? null,
             app_version: appVersion,
             deno_version: Deno.version.deno,
-          }),
+          },
         };
       },
     }],
     ["/metrics", {
-      GET: () => {
-        const model = provider.current();
-        return {
-          response: new Response(metrics.render(model), {
-            headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
-          }),
-        };
-      },
+      GET: () => ({
+        response: new Response(metrics.render(provider.current()), {
+          headers: { "content-type": PROMETHEUS_CONTENT_TYPE },
+        }),
+      }),
     }],
     ["/predict", {
       POST: async (request) => {
         const model = requireModel();
-        const parsed = parsePredictBody(await readJsonBody(request, limits), limits);
+        const parsed = parsePredictBody(await readJsonBody(request, limits, deadlines), limits);
         const predictions = score(model, parsed.reviews).map(predictionJson);
         if (parsed.explain || queryExplainParam(request.url)) {
           explain(model, parsed.reviews).forEach((explanation, i) =>
             predictions[i]!.explanation = explanation
           );
         }
-        const body = parsed.batch ? { predictions } : predictions[0];
-        const response = Response.json(body, { headers: modelHeader(model) });
-        return { response, items: predictions.length, model };
+        return { json: parsed.batch ? { predictions } : predictions[0], model, items: predictions.length };
       },
-    }],
+    }, { shed: true }],
     ["/invocations", {
       POST: async (request) => {
         const model = requireModel();
-        const body = await readJsonBody(request, limits);
+        const body = await readJsonBody(request, limits, deadlines);
         const reviews = parseInvocationsBody(body, limits);
         const explanations = invocationsExplainParam(body) || queryExplainParam(request.url)
           ? explain(model, reviews)
@@ -301,14 +425,15 @@ export function createApi(options: ApiOptions): Api {
           probability: p.probability,
           ...(explanations ? { explanation: explanations[i] } : {}),
         }));
-        const response = Response.json({ predictions }, { headers: modelHeader(model) });
-        return { response, items: reviews.length, model };
+        return { json: { predictions }, model, items: reviews.length };
       },
-    }],
+    }, { shed: true }],
     ["/reload", {
-      POST: async (request) => {
+      POST: async (request, info) => {
+        authorizeReload(request, info);
         // The body is not used; drop it so the connection can be reused.
         await request.body?.cancel();
+        limitReloadRate();
         let outcome: ReloadOutcome;
         try {
           outcome = await reload("POST /reload");
@@ -318,21 +443,82 @@ export function createApi(options: ApiOptions): Api {
           throw new ApiError(503, "TEMPORARILY_UNAVAILABLE", `reload failed: ${errorMessage(error)}${still}`);
         }
         return {
-          response: Response.json({
+          json: {
             status: outcome.status,
             model: modelJson(outcome.model),
             previous: outcome.previous ? modelJson(outcome.previous) : null,
-          }),
+          },
         };
       },
     }],
-  ]);
+  ];
+  const routes = new Map<string, Route>(routeTable.map(([path, methods, flags]) => {
+    const allow = Object.keys(methods);
+    if (allow.includes("GET")) allow.push("HEAD");
+    return [path, { methods, allow, shed: flags?.shed ?? false }];
+  }));
 
   function errorResponse(error: ApiError, requestId: string): Response {
-    return Response.json(
-      { error_code: error.code, message: error.message },
-      { status: error.status, headers: { ...error.headers, "x-request-id": requestId } },
-    );
+    return new Response(JSON.stringify({ error_code: error.code, message: error.message }), {
+      status: error.status,
+      headers: { ...error.headers, "content-type": JSON_TYPE, "x-request-id": requestId },
+    });
+  }
+
+  /** Runs the route; throws an {@linkcode ApiError} for anything the client should be told. */
+  async function answer(
+    route: Route | undefined,
+    path: string,
+    method: string,
+    request: Request,
+    info: RequestInfo | undefined,
+    requestId: string,
+  ): Promise<{ response: Response; model?: LoadedModel; items: number }> {
+    if (!route) {
+      throw new ApiError(
+        404,
+        "ENDPOINT_NOT_FOUND",
+        `no route ${JSON.stringify(path.slice(0, 100))}; see GET / for the page, POST /predict to score`,
+      );
+    }
+    if (method === "OPTIONS") {
+      return {
+        response: new Response(null, {
+          status: 204,
+          headers: { allow: [...route.allow, "OPTIONS"].join(", ") },
+        }),
+        items: 0,
+      };
+    }
+    const run = route.methods[method === "HEAD" ? "GET" : method];
+    if (!run) {
+      throw new ApiError(
+        405,
+        "METHOD_NOT_ALLOWED",
+        `${path} does not accept ${method === "OTHER" ? "this method" : method}; use ${
+          route.allow.join(" or ")
+        }`,
+        { allow: route.allow.join(", ") },
+      );
+    }
+    if (route.shed && metrics.inFlight > maxInFlight) {
+      metrics.countShed();
+      throw new ApiError(
+        503,
+        "TEMPORARILY_UNAVAILABLE",
+        `the server is handling its limit of ${maxInFlight} requests; retry in 1 s`,
+        { "retry-after": "1" },
+      );
+    }
+    const result = await run(request, info);
+    if ("response" in result) {
+      result.response.headers.set("x-request-id", requestId);
+      return { response: result.response, items: 0 };
+    }
+    const { json, model } = result;
+    const headers: Record<string, string> = { "content-type": JSON_TYPE, "x-request-id": requestId };
+    if (model) headers["x-model-version"] = `${model.name}/${model.version}`;
+    return { response: new Response(JSON.stringify(json), { headers }), model, items: result.items ?? 0 };
   }
 
   async function handler(request: Request, info?: RequestInfo): Promise<Response> {
@@ -341,48 +527,14 @@ export function createApi(options: ApiOptions): Api {
     const incomingId = request.headers.get("x-request-id");
     const requestId = incomingId !== null && REQUEST_ID.test(incomingId) ? incomingId : crypto.randomUUID();
     const method = KNOWN_METHODS.has(request.method) ? request.method : "OTHER";
-    let path = "/";
-    try {
-      path = new URL(request.url).pathname;
-    } catch { /* Deno.serve always passes an absolute URL; keep "/" for a hand-made request */ }
+    const path = pathOf(request.url);
     const route = routes.get(path);
     let response: Response;
     let items = 0;
     let scoredBy: LoadedModel | undefined;
     let failure: ApiError | undefined;
     try {
-      if (!route) {
-        throw new ApiError(
-          404,
-          "ENDPOINT_NOT_FOUND",
-          `no route ${JSON.stringify(path.slice(0, 100))}; see GET / for the page, POST /predict to score`,
-        );
-      }
-      const allowed = Object.keys(route);
-      if (allowed.includes("GET")) allowed.push("HEAD");
-      if (method === "OPTIONS") {
-        response = new Response(null, {
-          status: 204,
-          headers: { allow: [...allowed, "OPTIONS"].join(", ") },
-        });
-      } else {
-        const run = route[method === "HEAD" ? "GET" : method];
-        if (!run) {
-          throw new ApiError(
-            405,
-            "METHOD_NOT_ALLOWED",
-            `${path} does not accept ${method === "OTHER" ? "this method" : method}; use ${
-              allowed.join(" or ")
-            }`,
-            { allow: allowed.join(", ") },
-          );
-        }
-        const result = await run(request);
-        response = result.response;
-        items = result.items ?? 0;
-        scoredBy = result.model;
-        response.headers.set("x-request-id", requestId);
-      }
+      ({ response, model: scoredBy, items } = await answer(route, path, method, request, info, requestId));
     } catch (error) {
       if (error instanceof ApiError) {
         failure = error;
@@ -401,20 +553,27 @@ export function createApi(options: ApiOptions): Api {
       response = errorResponse(failure, requestId);
     }
     const elapsedMs = now() - started;
-    const routeLabel = route ? path : "unmatched";
-    metrics.observeRequest(routeLabel, method, response.status, elapsedMs / 1000);
-    if (accessLog && log) {
-      const remote = info?.remoteAddr;
-      log.info("request", {
+    metrics.observeRequest(route ? path : "unmatched", method, response.status, elapsedMs / 1000);
+    if (requestLog) {
+      // Built field by field, in a fixed order, so every line has the same shape.
+      const fields: Record<string, unknown> = {
         request_id: requestId,
         method: request.method.slice(0, 16),
         path: path.slice(0, 200),
         status: response.status,
         duration_ms: Math.round(elapsedMs * 1000) / 1000,
-        ...(scoredBy ? { items, model_version: scoredBy.version } : {}),
-        ...(remote && "hostname" in remote ? { remote: remote.hostname } : {}),
-        ...(failure ? { error_code: failure.code, error: failure.message } : {}),
-      });
+      };
+      if (scoredBy) {
+        fields.items = items;
+        fields.model_version = scoredBy.version;
+      }
+      const remote = info?.remoteAddr;
+      if (remote && "hostname" in remote) fields.remote = remote.hostname;
+      if (failure) {
+        fields.error_code = failure.code;
+        fields.error = failure.message;
+      }
+      requestLog.info("request", fields);
     }
     return response;
   }

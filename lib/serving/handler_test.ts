@@ -576,3 +576,148 @@ Deno.test("handler() never answers a 500 or a non-JSON error for arbitrary JSON 
     { numRuns: 300 },
   );
 });
+
+Deno.test("handler() sheds /predict and /invocations with 503 and Retry-After beyond maxInFlight, never the probes", async () => {
+  const api = createApi({
+    provider: staticModelProvider(wordListModel()),
+    appVersion: "1.0.0",
+    maxInFlight: 2,
+    limits: { bodyTimeoutMs: 60_000 },
+  });
+  const stalls: ReadableStreamDefaultController<Uint8Array>[] = [];
+  const stalled = Array.from({ length: 2 }, () =>
+    api.handler(
+      new Request(BASE + "/predict", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: new ReadableStream<Uint8Array>({ start: (controller) => void stalls.push(controller) }),
+      }),
+    ));
+  const shed = await api.handler(post("/predict", { message: "great" }));
+  assert.match(await expectError(shed, 503, "TEMPORARILY_UNAVAILABLE"), /limit of 2 requests/);
+  assert.equal(shed.headers.get("retry-after"), "1");
+  await expectError(await api.handler(post("/invocations", { inputs: [] })), 503, "TEMPORARILY_UNAVAILABLE");
+  const health = await api.handler(new Request(BASE + "/health"));
+  assert.equal(health.status, 200, "probes are never shed");
+  await health.body?.cancel();
+  assert.match(api.metrics.render(), /^http_requests_shed_total 2$/m);
+
+  for (const controller of stalls) {
+    controller.enqueue(new TextEncoder().encode('{"message": "great"}'));
+    controller.close();
+  }
+  assert.deepEqual((await Promise.all(stalled)).map((r) => r.status), [200, 200]);
+  const after = await api.handler(post("/predict", { message: "great" }));
+  assert.equal(after.status, 200, "recovers by itself");
+  await after.body?.cancel();
+});
+
+Deno.test("handler() accepts POST /reload from loopback or in process, refuses other addresses without a token", async () => {
+  const api = apiWith();
+  const reloadFrom = (hostname?: string) =>
+    api.handler(
+      new Request(BASE + "/reload", { method: "POST" }),
+      hostname ? { remoteAddr: { transport: "tcp", hostname, port: 40000 } } : undefined,
+    );
+  for (const local of [undefined, "127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"]) {
+    const fresh = createApi({ provider: staticModelProvider(wordListModel()), appVersion: "1" });
+    const response = await fresh.handler(
+      new Request(BASE + "/reload", { method: "POST" }),
+      local ? { remoteAddr: { transport: "tcp", hostname: local, port: 40000 } } : undefined,
+    );
+    assert.equal(response.status, 200, `from ${local ?? "in process"}`);
+    await response.body?.cancel();
+  }
+  for (const remote of ["10.0.0.7", "192.168.1.20", "::ffff:10.0.0.7", "2001:db8::1"]) {
+    assert.match(
+      await expectError(await reloadFrom(remote), 403, "PERMISSION_DENIED"),
+      /accepted from this machine only; set SERVE_RELOAD_TOKEN/,
+    );
+  }
+});
+
+Deno.test("handler() needs the bearer token for POST /reload when one is configured, from any address", async () => {
+  const api = createApi({
+    provider: staticModelProvider(wordListModel()),
+    appVersion: "1.0.0",
+    reload: { token: "t0ken", minIntervalMs: 0 },
+  });
+  const reload = (authorization?: string, hostname = "127.0.0.1") =>
+    api.handler(
+      new Request(BASE + "/reload", { method: "POST", headers: authorization ? { authorization } : {} }),
+      { remoteAddr: { transport: "tcp", hostname, port: 40000 } },
+    );
+  const missing = await reload();
+  assert.match(await expectError(missing, 401, "UNAUTHENTICATED"), /Authorization: Bearer <token>/);
+  assert.equal(missing.headers.get("www-authenticate"), 'Bearer realm="reload"');
+  await expectError(await reload("Bearer t0ke"), 401, "UNAUTHENTICATED");
+  await expectError(await reload("Basic t0ken"), 401, "UNAUTHENTICATED");
+  const remote = await reload("Bearer t0ken", "10.0.0.7");
+  assert.equal(remote.status, 200);
+  await remote.body?.cancel();
+});
+
+Deno.test("handler() starts at most one POST /reload per minIntervalMs and says when to retry", async () => {
+  let clock = 1_000;
+  let loads = 0;
+  const api = createApi({
+    provider: {
+      current: () => wordListModel(),
+      reload: () => {
+        loads++;
+        return Promise.resolve({ status: "unchanged" as const, model: wordListModel() });
+      },
+    },
+    appVersion: "1.0.0",
+    reload: { minIntervalMs: 5000 },
+    now: () => clock,
+  });
+  const reload = () => api.handler(new Request(BASE + "/reload", { method: "POST" }));
+  assert.equal((await reload()).status, 200);
+  clock += 1200;
+  const limited = await reload();
+  assert.match(await expectError(limited, 429, "REQUEST_LIMIT_EXCEEDED"), /retry in 4 s/);
+  assert.equal(limited.headers.get("retry-after"), "4");
+  clock += 3800;
+  assert.equal((await reload()).status, 200);
+  assert.equal(loads, 2, "the limited call never reached the provider");
+});
+
+Deno.test("handler() reads a body with a Content-Length whole, and still refuses one over the limit", async () => {
+  const api = createApi({
+    provider: staticModelProvider(wordListModel()),
+    appVersion: "1.0.0",
+    limits: { maxBodyBytes: 2048 },
+  });
+  const body = JSON.stringify({ message: "great" });
+  const declared = (length: number, text = body) =>
+    new Request(BASE + "/predict", {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": String(length) },
+      body: text,
+    });
+  const ok = await api.handler(declared(body.length));
+  assert.equal(ok.status, 200);
+  await ok.body?.cancel();
+  await expectError(await api.handler(declared(4096)), 413, "PAYLOAD_TOO_LARGE");
+  // A hand-made request can carry more than it declares; the size is checked after reading too.
+  const liar = JSON.stringify({ message: "x".repeat(3000) });
+  await expectError(await api.handler(declared(10, liar)), 413, "PAYLOAD_TOO_LARGE");
+});
+
+Deno.test("handler() routes by the path alone, as URL parsing gives it, for plain and odd paths", async () => {
+  const api = apiWith();
+  for (
+    const [url, status] of [
+      [BASE + "/health?verbose=1#top", 200],
+      [BASE + "/health/", 404],
+      [BASE + "/x/../health", 200],
+      [BASE + "/%68ealth", 404],
+      ["http://127.0.0.1:8000/health", 200],
+    ] as const
+  ) {
+    const response = await api.handler(new Request(url));
+    assert.equal(response.status, status, url);
+    await response.body?.cancel();
+  }
+});

@@ -1,13 +1,16 @@
 /**
  * Request metrics of the HTTP API in the Prometheus text exposition format (version 0.0.4), served at
- * `GET /metrics`: a request counter by route, method and status, a latency histogram by route, the
- * number of reviews scored, reload outcomes, and which model is serving.
+ * `GET /metrics`: a request counter by route, method and status, a latency histogram by route, requests
+ * shed under overload, failures of the listening socket (file descriptors running out), the number of
+ * reviews scored, reload outcomes, which model is serving, and the process's CPU time and memory.
  *
  * Routes are the API's fixed paths (an unknown path counts as `unmatched`), so a scanner probing random
  * URLs cannot grow the number of time series without bound.
  *
  * @module
  */
+
+import process from "node:process";
 
 /** Upper bounds of the latency histogram's buckets, in seconds (0.5 ms to 10 s). */
 export const LATENCY_BUCKETS: readonly number[] = Object.freeze([
@@ -55,8 +58,12 @@ function formatNumber(value: number): string {
   return String(value);
 }
 
+/** Why the listening socket failed: file descriptors ran out (EMFILE/ENFILE), or anything else. */
+export type ListenerFailure = "fd_exhausted" | "other";
+
 /**
- * Counters and histograms of one server process.
+ * Counters and histograms of one server process. Recording a request touches a few preallocated slots
+ * found through two map lookups on constant strings; label text is only built in {@linkcode render}.
  *
  * @example Usage
  * ```ts
@@ -67,11 +74,15 @@ function formatNumber(value: number): string {
  * ```
  */
 export class ApiMetrics {
-  #requests = new Map<string, number>();
+  /** route → method → status → count. */
+  #requests = new Map<string, Map<string, Map<number, number>>>();
   #latency = new Map<string, Histogram>();
   #predictions = 0;
   #reloads = new Map<string, number>();
   #inFlight = 0;
+  #shed = 0;
+  #listenerFailures = new Map<ListenerFailure, number>([["fd_exhausted", 0], ["other", 0]]);
+  #listening = 0;
   #startTime: number;
 
   /** @param now Clock in milliseconds since the epoch, for the process start time. */
@@ -84,6 +95,11 @@ export class ApiMetrics {
     this.#inFlight++;
   }
 
+  /** Requests being handled now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
   /**
    * Records a finished request.
    *
@@ -94,10 +110,13 @@ export class ApiMetrics {
    */
   observeRequest(route: string, method: string, status: number, seconds: number): void {
     this.#inFlight = Math.max(0, this.#inFlight - 1);
-    const key = `route="${escapeLabelValue(route)}",method="${escapeLabelValue(method)}",status="${status}"`;
-    this.#requests.set(key, (this.#requests.get(key) ?? 0) + 1);
+    let methods = this.#requests.get(route);
+    if (methods === undefined) this.#requests.set(route, methods = new Map());
+    let statuses = methods.get(method);
+    if (statuses === undefined) methods.set(method, statuses = new Map());
+    statuses.set(status, (statuses.get(status) ?? 0) + 1);
     let histogram = this.#latency.get(route);
-    if (!histogram) {
+    if (histogram === undefined) {
       histogram = { counts: new Array<number>(LATENCY_BUCKETS.length).fill(0), sum: 0, count: 0 };
       this.#latency.set(route, histogram);
     }
@@ -107,6 +126,21 @@ export class ApiMetrics {
     if (bucket < LATENCY_BUCKETS.length) histogram.counts[bucket]!++;
     histogram.sum += seconds;
     histogram.count++;
+  }
+
+  /** Counts a request refused with 503 because the server was at its in-flight budget. */
+  countShed(): void {
+    this.#shed++;
+  }
+
+  /** Records a failure of the listening socket, which the server then reopens. */
+  countListenerFailure(reason: ListenerFailure): void {
+    this.#listenerFailures.set(reason, this.#listenerFailures.get(reason)! + 1);
+  }
+
+  /** Whether the server is accepting connections now (0 while it waits to reopen its socket). */
+  setListening(listening: boolean): void {
+    this.#listening = listening ? 1 : 0;
   }
 
   /** Adds `count` reviews to the number scored. */
@@ -122,8 +156,9 @@ export class ApiMetrics {
   /** Total requests recorded for a route (all methods and statuses); for tests and summaries. */
   requestCount(route?: string): number {
     let total = 0;
-    for (const [key, count] of this.#requests) {
-      if (route === undefined || key.startsWith(`route="${escapeLabelValue(route)}"`)) total += count;
+    for (const [name, methods] of this.#requests) {
+      if (route !== undefined && name !== route) continue;
+      for (const statuses of methods.values()) for (const count of statuses.values()) total += count;
     }
     return total;
   }
@@ -140,9 +175,19 @@ export class ApiMetrics {
       "# HELP http_requests_total HTTP requests handled, by route, method and status.",
       "# TYPE http_requests_total counter",
     );
-    for (const [labels, count] of [...this.#requests].sort()) {
-      lines.push(`http_requests_total{${labels}} ${count}`);
+    const series: string[] = [];
+    for (const [route, methods] of this.#requests) {
+      for (const [method, statuses] of methods) {
+        for (const [status, count] of statuses) {
+          series.push(
+            `http_requests_total{route="${escapeLabelValue(route)}",method="${
+              escapeLabelValue(method)
+            }",status="${status}"} ${count}`,
+          );
+        }
+      }
     }
+    lines.push(...series.sort());
     lines.push(
       "# HELP http_request_duration_seconds Time from receiving a request to having its response, by route.",
       "# TYPE http_request_duration_seconds histogram",
@@ -164,6 +209,17 @@ export class ApiMetrics {
       "# HELP http_requests_in_flight Requests being handled now (a scrape counts itself).",
       "# TYPE http_requests_in_flight gauge",
       `http_requests_in_flight ${this.#inFlight}`,
+      "# HELP http_requests_shed_total Requests answered 503 at once because the in-flight budget was full.",
+      "# TYPE http_requests_shed_total counter",
+      `http_requests_shed_total ${this.#shed}`,
+      "# HELP http_listener_failures_total Failures of the listening socket (then reopened), by reason.",
+      "# TYPE http_listener_failures_total counter",
+      ...[...this.#listenerFailures].map(([reason, count]) =>
+        `http_listener_failures_total{reason="${reason}"} ${count}`
+      ),
+      "# HELP http_listening Whether the server accepts connections (0 while it waits to reopen its socket).",
+      "# TYPE http_listening gauge",
+      `http_listening ${this.#listening}`,
       "# HELP predictions_total Reviews scored.",
       "# TYPE predictions_total counter",
       `predictions_total ${this.#predictions}`,
@@ -187,7 +243,14 @@ export class ApiMetrics {
         }",run_id="${escapeLabelValue(model.runId ?? "")}"} 1`,
       );
     }
+    const cpu = process.cpuUsage();
     lines.push(
+      "# HELP process_cpu_seconds_total User and system CPU time of the process, in seconds.",
+      "# TYPE process_cpu_seconds_total counter",
+      `process_cpu_seconds_total ${formatNumber((cpu.user + cpu.system) / 1e6)}`,
+      "# HELP process_resident_memory_bytes Resident memory of the process, in bytes.",
+      "# TYPE process_resident_memory_bytes gauge",
+      `process_resident_memory_bytes ${Deno.memoryUsage().rss}`,
       "# HELP process_start_time_seconds Start time of the process since the Unix epoch, in seconds.",
       "# TYPE process_start_time_seconds gauge",
       `process_start_time_seconds ${formatNumber(this.#startTime)}`,

@@ -12,15 +12,19 @@
  *
  * @module
  */
+import { Deadlines } from "./deadlines.ts";
 
 /** Error codes of the JSON error body; the names MLflow's scoring server uses where one fits. */
 export type ApiErrorCode =
   | "BAD_REQUEST"
+  | "UNAUTHENTICATED"
+  | "PERMISSION_DENIED"
   | "ENDPOINT_NOT_FOUND"
   | "METHOD_NOT_ALLOWED"
   | "REQUEST_TIMEOUT"
   | "PAYLOAD_TOO_LARGE"
   | "UNSUPPORTED_MEDIA_TYPE"
+  | "REQUEST_LIMIT_EXCEEDED"
   | "TEMPORARILY_UNAVAILABLE"
   | "INTERNAL_ERROR";
 
@@ -103,6 +107,8 @@ function plural(n: number, word: string): string {
  */
 export function requireJsonContentType(request: Request): void {
   const header = request.headers.get("content-type");
+  // What nearly every client sends; the general parse below gives the same answer for it.
+  if (header === "application/json") return;
   if (header === null) {
     throw new ApiError(
       415,
@@ -131,62 +137,45 @@ export function requireJsonContentType(request: Request): void {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+const EMPTY = new Uint8Array(0);
+let sharedDeadlines: Deadlines | undefined;
 
-/**
- * Reads a request body as bytes, stopping at `maxBodyBytes` and after `bodyTimeoutMs`.
- *
- * @param request The request.
- * @param limits The limits to enforce.
- * @returns The body (empty when there is none).
- * @throws {ApiError} 413 for a body over the limit (from `Content-Length` before reading, or while
- *   reading a chunked body), 408 when the client is too slow.
- */
-export async function readBodyBytes(
-  request: Request,
-  limits: Pick<ApiLimits, "maxBodyBytes" | "bodyTimeoutMs">,
+function tooLarge(limits: Pick<ApiLimits, "maxBodyBytes">): ApiError {
+  return new ApiError(
+    413,
+    "PAYLOAD_TOO_LARGE",
+    `request body is larger than the limit of ${
+      plural(limits.maxBodyBytes, "byte")
+    }; split the reviews into smaller requests`,
+  );
+}
+
+function tooSlow(limits: Pick<ApiLimits, "bodyTimeoutMs">): ApiError {
+  return new ApiError(
+    408,
+    "REQUEST_TIMEOUT",
+    `request body was not received within ${limits.bodyTimeoutMs / 1000} s; send it in one go`,
+  );
+}
+
+function unreadable(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  return new ApiError(400, "BAD_REQUEST", "request body could not be read (the client disconnected?)");
+}
+
+/** Reads a body of unknown length (chunked) chunk by chunk, stopping as soon as it passes the limit. */
+async function readChunks(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  limits: Pick<ApiLimits, "maxBodyBytes">,
 ): Promise<Uint8Array> {
-  const tooLarge = () =>
-    new ApiError(
-      413,
-      "PAYLOAD_TOO_LARGE",
-      `request body is larger than the limit of ${
-        plural(limits.maxBodyBytes, "byte")
-      }; split the reviews into smaller requests`,
-    );
-  const declared = request.headers.get("content-length");
-  if (declared !== null && Number(declared) > limits.maxBodyBytes) throw tooLarge();
-  if (request.body === null) return new Uint8Array(0);
-
-  const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(
-        new ApiError(
-          408,
-          "REQUEST_TIMEOUT",
-          `request body was not received within ${limits.bodyTimeoutMs / 1000} s; send it in one go`,
-        ),
-      );
-    }, limits.bodyTimeoutMs);
-  });
-  try {
-    while (true) {
-      const { done, value } = await Promise.race([reader.read(), timeout]);
-      if (done) break;
-      total += value.byteLength;
-      if (total > limits.maxBodyBytes) throw tooLarge();
-      chunks.push(value);
-    }
-  } catch (error) {
-    // Stop receiving: the rest of an oversized or stalled body is never buffered.
-    reader.cancel().catch(() => {});
-    if (error instanceof ApiError) throw error;
-    throw new ApiError(400, "BAD_REQUEST", "request body could not be read (the client disconnected?)");
-  } finally {
-    clearTimeout(timer);
+  while (true) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limits.maxBodyBytes) throw tooLarge(limits);
+    chunks.push(value);
   }
   if (chunks.length === 1) return chunks[0]!;
   const bytes = new Uint8Array(total);
@@ -199,16 +188,69 @@ export async function readBodyBytes(
 }
 
 /**
+ * Reads a request body as bytes, stopping at `maxBodyBytes` and after `bodyTimeoutMs`.
+ *
+ * A body with a `Content-Length` within the limit is read whole: the HTTP server delivers exactly that
+ * many bytes, so memory stays within the limit without a chunk loop. A chunked body (no length) is read
+ * chunk by chunk and refused as soon as it passes the limit, so it never sits in memory.
+ *
+ * @param request The request.
+ * @param limits The limits to enforce.
+ * @param deadlines The timer that enforces `bodyTimeoutMs`. @default {one shared by the process}
+ * @returns The body (empty when there is none).
+ * @throws {ApiError} 413 for a body over the limit (from `Content-Length` before reading, or while
+ *   reading a chunked body), 408 when the client is too slow.
+ */
+export async function readBodyBytes(
+  request: Request,
+  limits: Pick<ApiLimits, "maxBodyBytes" | "bodyTimeoutMs">,
+  deadlines: Deadlines = sharedDeadlines ??= new Deadlines(),
+): Promise<Uint8Array> {
+  const declared = request.headers.get("content-length");
+  if (declared !== null && Number(declared) > limits.maxBodyBytes) throw tooLarge(limits);
+
+  if (declared !== null) {
+    let bytes: Uint8Array;
+    try {
+      // Not `request.body`: that getter wraps a body the server already holds in a stream, which costs
+      // more than the rest of the read. A stalled body cannot be cancelled once bytes() reads it; the
+      // 408 ends the exchange and the server closes the connection when the client goes away.
+      bytes = await deadlines.within(request.bytes(), limits.bodyTimeoutMs, () => tooSlow(limits));
+    } catch (error) {
+      throw unreadable(error);
+    }
+    // A hand-made Request (tests, in-process callers) can carry more than it declares.
+    if (bytes.byteLength > limits.maxBodyBytes) throw tooLarge(limits);
+    return bytes;
+  }
+
+  if (request.body === null) return EMPTY;
+  const reader = request.body.getReader();
+  try {
+    return await deadlines.within(readChunks(reader, limits), limits.bodyTimeoutMs, () => tooSlow(limits));
+  } catch (error) {
+    // Stop receiving: the rest of an oversized or stalled body is never buffered.
+    reader.cancel().catch(() => {});
+    throw unreadable(error);
+  }
+}
+
+/**
  * Reads and parses a JSON request body within the limits.
  *
  * @param request The request.
  * @param limits The limits to enforce.
+ * @param deadlines The timer that enforces `bodyTimeoutMs`. @default {one shared by the process}
  * @returns The parsed JSON value.
  * @throws {ApiError} 415 (content type), 413 (size), 408 (slow client) or 400 (empty, not UTF-8, not JSON).
  */
-export async function readJsonBody(request: Request, limits: ApiLimits): Promise<unknown> {
+export async function readJsonBody(
+  request: Request,
+  limits: ApiLimits,
+  deadlines?: Deadlines,
+): Promise<unknown> {
   requireJsonContentType(request);
-  const bytes = await readBodyBytes(request, limits);
+  const bytes = await readBodyBytes(request, limits, deadlines);
   if (bytes.byteLength === 0) {
     throw new ApiError(400, "BAD_REQUEST", "request body is empty; send a JSON object");
   }
