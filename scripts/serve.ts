@@ -8,12 +8,18 @@
  * when the model is in; if that first load fails the server stops with a one-line error (exit 1).
  * `POST /reload` or SIGHUP loads the requested spec again (an alias such as `@champion` may have moved)
  * and swaps the model in without dropping a request; a failed reload keeps the old model serving.
+ * `POST /reload` is accepted from loopback only, or with the bearer token in `SERVE_RELOAD_TOKEN`, and at
+ * most once per `--reload-interval`. Beyond `--max-in-flight` requests at once the scoring routes answer
+ * 503 with `Retry-After`; if the process runs out of file descriptors, the server closes its connections
+ * and listens again instead of dying (lib/serving/supervised_server.ts).
  * SIGINT or SIGTERM stops accepting connections, lets requests in flight finish, and exits 0.
- * Logs are JSON lines on stderr: one per request, plus start-up, reloads and errors.
+ * Logs are JSON lines on stderr: one per request (buffered, written at least every 200 ms and on exit),
+ * plus start-up, reloads and errors (written at once).
  *
  * Run: `deno task serve [--model_version V] [--model-name NAME] [--port N] [--host H]`
  * (`deno run -q -P=serve $MLFLOW_ALLOW_NET scripts/serve.ts`: listens on 0.0.0.0:8000 or
- * 127.0.0.1:8000, talks to the MLflow server, reads PORT, HOST and the MLflow variables; no file access).
+ * 127.0.0.1:8000, talks to the MLflow server, reads PORT, HOST, SERVE_RELOAD_TOKEN and the MLflow
+ * variables; no file access).
  *
  * @example Usage
  * ```sh
@@ -33,11 +39,12 @@ import { optionalIntegerFlag } from "../lib/core/flags.ts";
 import { createLogger } from "../lib/core/log.ts";
 import { MLFLOW_ENV_NAMES, netGrantHost, resolveMlflowConfig } from "../lib/tracking/mlflow_config.ts";
 import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
-import { loadModel } from "../lib/models/artifact.ts";
-import { ENGINES } from "../lib/models/engines.ts";
-import { createApi } from "../lib/serving/handler.ts";
+import { BackgroundModelLoader } from "../lib/serving/background_load.ts";
+import { createApi, DEFAULT_MAX_IN_FLIGHT, DEFAULT_RELOAD_INTERVAL_MS } from "../lib/serving/handler.ts";
+import { LineBuffer } from "../lib/serving/line_buffer.ts";
 import { createMlflowModelLoader } from "../lib/serving/mlflow_model_loader.ts";
 import { ReloadingModelProvider } from "../lib/serving/model_provider.ts";
+import { SupervisedServer } from "../lib/serving/supervised_server.ts";
 import { DEFAULT_LIMITS } from "../lib/serving/validation.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
@@ -50,8 +57,12 @@ export const DEFAULT_PORT = 8000;
 /** Listen address when neither `--host` nor `HOST` is given (all interfaces, as in a container). */
 export const DEFAULT_HOST = "0.0.0.0";
 
+/** Shortest `--reload-interval` accepted: a reload queries MLflow, so it must never run unbounded. */
+const MIN_RELOAD_INTERVAL_S = 1;
+
 const USAGE = `Usage: deno task serve [--model_version V] [--model-name NAME] [--port N] [--host H]
-                       [--max-batch N] [--max-body-bytes N] [--no-access-log] [--json] [--help]
+                       [--max-batch N] [--max-body-bytes N] [--max-in-flight N] [--reload-interval S]
+                       [--no-access-log] [--json] [--help]
 
 Serves a registered model over HTTP: POST /predict, POST /invocations (MLflow scoring protocol),
 GET /ping, /health, /ready, /version, /metrics, POST /reload, and a web page at /.
@@ -66,12 +77,19 @@ Options:
   --host H             Listen address (default HOST or ${DEFAULT_HOST}; 127.0.0.1 for this machine only)
   --max-batch N        Most reviews per request (default ${DEFAULT_LIMITS.maxBatch})
   --max-body-bytes N   Largest request body (default ${DEFAULT_LIMITS.maxBodyBytes})
+  --max-in-flight N    Requests handled at once before /predict and /invocations answer 503 with
+                       Retry-After (default ${DEFAULT_MAX_IN_FLIGHT})
+  --reload-interval S  Least seconds between two POST /reload (default ${
+  DEFAULT_RELOAD_INTERVAL_MS / 1000
+}; SIGHUP is not limited)
   --no-access-log      Do not log one line per request
   --json               On exit, print {requests, model} as JSON on stdout
   -h, --help           Show this help
 
 ${MLFLOW_ENV_USAGE}
   PORT, HOST                 listen port and address (--port and --host win)
+  SERVE_RELOAD_TOKEN         allows POST /reload from any address with Authorization: Bearer <token>;
+                             without it, only clients on this machine (loopback) may reload
   With MLFLOW_ALLOW_NET, name the listen address too, e.g.
   MLFLOW_ALLOW_NET=--allow-net=mlflow:5000,0.0.0.0:8000 (it replaces the task's whole network grant).
 `;
@@ -88,6 +106,8 @@ export const spec: StageSpec = {
     host: { type: "string" },
     "max-batch": { type: "string" },
     "max-body-bytes": { type: "string" },
+    "max-in-flight": { type: "string" },
+    "reload-interval": { type: "string" },
     "no-access-log": { type: "boolean" },
   },
 };
@@ -123,7 +143,7 @@ function checkListenAddress(host: string, port: number, mlflowHost: string): voi
 
 /** Serves until SIGINT/SIGTERM; see the module doc. */
 export async function main(ctx: StageContext): Promise<StageResult> {
-  const env = readEnv(["PORT", "HOST"]);
+  const env = readEnv(["PORT", "HOST", "SERVE_RELOAD_TOKEN"]);
   const versionSpec = modelVersionFlag(ctx.values, DEFAULT_MODEL_VERSION);
   // Parsed here too (the loader parses it again), so a bad spec is a usage error before any network call.
   parseVersionSpec(versionSpec, "--model_version");
@@ -143,13 +163,35 @@ export async function main(ctx: StageContext): Promise<StageResult> {
       { min: 1024, max: 256 * 1024 * 1024 },
     ),
   };
+  const maxInFlight = optionalIntegerFlag(
+    "--max-in-flight",
+    stringFlag(ctx, "max-in-flight"),
+    DEFAULT_MAX_IN_FLIGHT,
+    {
+      min: 1,
+      max: 1_000_000,
+    },
+  );
+  const reloadIntervalS = optionalIntegerFlag(
+    "--reload-interval",
+    stringFlag(ctx, "reload-interval"),
+    DEFAULT_RELOAD_INTERVAL_MS / 1000,
+    { min: MIN_RELOAD_INTERVAL_S, max: 86_400 },
+  );
   // The listen address is checked before MLflow is contacted: it is the cheaper mistake to report.
   const trackingUri = resolveMlflowConfig({}, readEnv(MLFLOW_ENV_NAMES)).trackingUri;
   checkListenAddress(host, port, netGrantHost(trackingUri));
 
-  // Everything on stderr is a JSON line from here on, so a log collector can parse it.
-  const log = createLogger({ json: true, name: "serve" });
+  // Everything on stderr is a JSON line from here on, so a log collector can parse it. Request lines are
+  // buffered (one write per 64 KiB or 200 ms instead of one per request); every other line is written at
+  // once, after what is buffered, so the order is kept. The buffer is written out on every way out.
+  const out = new LineBuffer();
+  globalThis.addEventListener("unload", out.flush);
+  const log = createLogger({ json: true, name: "serve", sink: out.writeNow });
+  const requestLog = createLogger({ json: true, name: "serve", sink: out.write });
   const mlflow = await connectMlflow({ modelName: stringFlag(ctx, "model-name") }, log, ctx.signal);
+  // Checksums and decoding run on a worker thread, so a reload does not stall the requests being served.
+  using loader = new BackgroundModelLoader();
   const provider = new ReloadingModelProvider(createMlflowModelLoader({
     client: mlflow.client,
     name: mlflow.modelName,
@@ -158,30 +200,40 @@ export async function main(ctx: StageContext): Promise<StageResult> {
         ctx.values["model-version"] === undefined
       ? { fallbackSpec: DEFAULT_FALLBACK_VERSION }
       : {}),
-    build: (files) => loadModel(files, ENGINES),
+    build: (files) => loader.load(files),
   }));
   const api = createApi({
     provider,
     appVersion: denoConfig.version,
     limits,
     log,
+    requestLog,
     accessLog: ctx.values["no-access-log"] !== true,
+    maxInFlight,
+    reload: {
+      ...(env.SERVE_RELOAD_TOKEN !== undefined ? { token: env.SERVE_RELOAD_TOKEN } : {}),
+      minIntervalMs: reloadIntervalS * 1000,
+    },
   });
 
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  const server = new SupervisedServer({
+    hostname: host,
+    port,
+    handler: api.handler,
+    log,
+    metrics: api.metrics,
+    onListen: ({ hostname, port }, restarted) => {
+      if (restarted) return; // the supervisor logs the incident and the recovery
+      const shown = hostname === "0.0.0.0"
+        ? "127.0.0.1"
+        : hostname.includes(":")
+        ? `[${hostname}]`
+        : hostname;
+      log.info("listening", { address: `${hostname}:${port}`, url: `http://${shown}:${port}/` });
+    },
+  });
   try {
-    server = Deno.serve({
-      hostname: host,
-      port,
-      onListen: ({ hostname, port }) => {
-        const shown = hostname === "0.0.0.0"
-          ? "127.0.0.1"
-          : hostname.includes(":")
-          ? `[${hostname}]`
-          : hostname;
-        log.info("listening", { address: `${hostname}:${port}`, url: `http://${shown}:${port}/` });
-      },
-    }, api.handler);
+    server.start();
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse) {
       throw new PipelineError(`${host}:${port} is already in use; stop the other server or pass --port`);
@@ -225,7 +277,8 @@ export async function main(ctx: StageContext): Promise<StageResult> {
   await server.shutdown();
   const model = provider.current();
   const requests = api.metrics.requestCount();
-  log.info("stopped", { requests });
+  log.info("stopped", { requests, listener_restarts: server.restarts });
+  globalThis.removeEventListener("unload", out.flush);
   return {
     json: {
       requests,

@@ -1,106 +1,11 @@
 import assert from "node:assert/strict";
-import { createFakeMlflow, type FakeMlflowState } from "../lib/tracking/_fake_mlflow.ts";
+import type { FakeMlflowState } from "../lib/tracking/_fake_mlflow.ts";
 import { buildTinyModelFiles } from "../lib/serving/_tiny_model.ts";
-import { createProjectRoot, type ProjectRoot, runTask, taskCommand } from "./_testing.ts";
+import { createProjectRoot, runTask } from "./_testing.ts";
+import { envFor, getJson, predict, serveFakeMlflow, spawnServe, waitFor } from "./_serve_testing.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
 const NAME = "amazon-reviews-sentiment";
-
-/** A fake MLflow on a loopback port, serving `state`. */
-function serveFakeMlflow(state: FakeMlflowState) {
-  const fake = createFakeMlflow(state);
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    (request) => fake.fetch(request),
-  );
-  return { server, uri: `http://127.0.0.1:${server.addr.port}`, calls: fake.calls };
-}
-
-/** The env that points the stage at the fake and grants it loopback (MLflow and any listen port). */
-function envFor(mlflowUri: string): Record<string, string> {
-  return { MLFLOW_TRACKING_URI: mlflowUri, MLFLOW_ALLOW_NET: "--allow-net=127.0.0.1" };
-}
-
-/** A running `deno task serve`, with its stderr collected line by line. */
-interface ServeProcess extends AsyncDisposable {
-  child: Deno.ChildProcess;
-  lines: string[];
-  base(): Promise<string>;
-  stdout: Promise<string>;
-}
-
-/** Starts the serve task as `runTask` would, but keeps the process to talk to. */
-function spawnServe(root: ProjectRoot, args: string[], env: Record<string, string>): ServeProcess {
-  const words = taskCommand("serve").split(/\s+/).flatMap((word) =>
-    word.startsWith("$") ? (env[word.slice(1)] ?? "").split(/\s+/).filter(Boolean) : [word]
-  );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...words.slice(1), ...args],
-    cwd: root.path,
-    env: { NO_COLOR: "1", ...env },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const lines: string[] = [];
-  let announce: (base: string) => void = () => {};
-  const listening = new Promise<string>((resolve) => (announce = resolve));
-  const stderrDone = (async () => {
-    let pending = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
-      pending += chunk;
-      const parts = pending.split("\n");
-      pending = parts.pop()!;
-      for (const line of parts) {
-        lines.push(line);
-        const entry = line.startsWith("{") ? JSON.parse(line) : undefined;
-        if (entry?.msg === "listening") announce(entry.url.replace(/\/$/, ""));
-      }
-    }
-    if (pending) lines.push(pending);
-  })();
-  const stdout = new Response(child.stdout).text();
-  return {
-    child,
-    lines,
-    stdout,
-    base: () =>
-      Promise.race([
-        listening,
-        child.status.then((s) => Promise.reject(new Error(`serve exited (${s.code}):\n${lines.join("\n")}`))),
-      ]),
-    async [Symbol.asyncDispose]() {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* already exited */ }
-      await child.status;
-      await stderrDone;
-      await stdout;
-    },
-  };
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-async function getJson(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(url);
-  return { status: response.status, body: await response.json() };
-}
-
-function predict(base: string, body: unknown): Promise<Response> {
-  return fetch(`${base}/predict`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-}
 
 Deno.test("serve --help prints usage and exits 0", async () => {
   await using root = await createProjectRoot();
@@ -278,5 +183,7 @@ Deno.test("serve loads the model from MLflow, answers, reloads on SIGHUP without
   const loads = entries.filter((e) => e.msg === "model loaded");
   assert.deepEqual(loads.map((e) => [e.trigger, e.model_version]), [["startup", "1"], ["SIGHUP", "2"]]);
   assert.ok(entries.some((e) => e.msg === "request" && e.path === "/predict" && e.status === 200));
+  // Request lines are buffered: every one of them was written before the process stopped.
+  assert.equal(entries.filter((e) => e.msg === "request").length, summary.requests);
   assert.equal(entries.at(-1).msg, "stopped");
 });
