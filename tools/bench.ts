@@ -68,6 +68,7 @@ import {
   TRAIN_PHASE_PREFIX,
 } from "./_bench_report.ts";
 import { probeParallelism } from "./_bench_probe.ts";
+import { type ApiBenchReport, renderReport } from "./bench_api.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -112,8 +113,23 @@ Options:
   --json              print {info, reports, targets} as JSON on stdout
   -h, --help          show this help
 
+  --api               benchmark the inference API instead (tools/bench_api.ts, under its own
+                      permission set), with its options --duration S, --connections N, --threads N,
+                      --rounds N, --reloads N, --profile, and --out, --no-docs, --json as above;
+                      \`deno task bench_api --help\` explains them
+
 Peers need ${PYTHON} with scikit-learn and ${FASTTEXT} (Debian: make bench-deps).
 `;
+
+/** Flags only `--api` takes; handed over to tools/bench_api.ts with the shared ones. */
+const API_ONLY_OPTIONS = {
+  duration: { type: "string" },
+  connections: { type: "string" },
+  threads: { type: "string" },
+  rounds: { type: "string" },
+  reloads: { type: "string" },
+  profile: { type: "boolean" },
+} as const;
 
 /** Command line of the benchmark. */
 export const spec: StageSpec = {
@@ -133,8 +149,41 @@ export const spec: StageSpec = {
     "no-docs": { type: "boolean" },
     "from-report": { type: "boolean" },
     verbose: { type: "boolean" },
+    api: { type: "boolean" },
+    ...API_ONLY_OPTIONS,
   },
 };
+
+/**
+ * `--api`: runs the API benchmark as its own process with its own permission set (it starts servers and
+ * wrk; this one starts only `timeout`), and returns its report.
+ */
+async function runApiBench(ctx: StageContext): Promise<StageResult> {
+  const args = Deno.args.filter((arg) => arg !== "--api" && arg !== "--json");
+  const child = new Deno.Command(TIMEOUT, {
+    args: [
+      "-k",
+      "10",
+      "3600",
+      Deno.execPath(),
+      "run",
+      "-q",
+      "-P=bench_api",
+      "tools/bench_api.ts",
+      ...args,
+      "--json",
+    ],
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+    signal: ctx.signal,
+  });
+  const output = await child.output();
+  if (!output.success) throw new PipelineError(`the API benchmark failed (exit ${output.code}); see above`);
+  const report = JSON.parse(new TextDecoder().decode(output.stdout)) as ApiBenchReport;
+  return { json: report as unknown as Record<string, unknown>, text: renderReport(report) };
+}
 
 /** The run's settings, resolved once. */
 interface BenchConfig {
@@ -834,6 +883,9 @@ const DOCS_SKELETON = `# Benchmarks\n\n## Pipeline benchmark\n\n${DOCS_BEGIN}\n$
 
 /** Runs the benchmark; see the module doc. */
 export async function main(ctx: StageContext): Promise<StageResult> {
+  if (ctx.values.api === true) return await runApiBench(ctx);
+  const given = Object.keys(API_ONLY_OPTIONS).find((name) => ctx.values[name] !== undefined);
+  if (given) throw new UsageError(`--${given} is an option of --api (the API benchmark); add --api`);
   const config = resolveConfig(ctx);
   const { log, signal } = ctx;
   // One bench per output folder: two would share its scratch roots and report, and skew each other's times.
