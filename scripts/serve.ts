@@ -44,6 +44,7 @@ import { createApi, DEFAULT_MAX_IN_FLIGHT, DEFAULT_RELOAD_INTERVAL_MS } from "..
 import { LineBuffer } from "../lib/serving/line_buffer.ts";
 import { createMlflowModelLoader } from "../lib/serving/mlflow_model_loader.ts";
 import { ReloadingModelProvider } from "../lib/serving/model_provider.ts";
+import { ScoringPool } from "../lib/serving/scoring_pool.ts";
 import { SupervisedServer } from "../lib/serving/supervised_server.ts";
 import { DEFAULT_LIMITS } from "../lib/serving/validation.ts";
 import denoConfig from "../deno.json" with { type: "json" };
@@ -57,12 +58,17 @@ export const DEFAULT_PORT = 8000;
 /** Listen address when neither `--host` nor `HOST` is given (all interfaces, as in a container). */
 export const DEFAULT_HOST = "0.0.0.0";
 
+/** Threads that score batches besides the server's own: one per other core. */
+function defaultScoreWorkers(): number {
+  return Math.max(0, navigator.hardwareConcurrency - 1);
+}
+
 /** Shortest `--reload-interval` accepted: a reload queries MLflow, so it must never run unbounded. */
 const MIN_RELOAD_INTERVAL_S = 1;
 
 const USAGE = `Usage: deno task serve [--model_version V] [--model-name NAME] [--port N] [--host H]
                        [--max-batch N] [--max-body-bytes N] [--max-in-flight N] [--reload-interval S]
-                       [--no-access-log] [--json] [--help]
+                       [--score-workers N] [--no-access-log] [--json] [--help]
 
 Serves a registered model over HTTP: POST /predict, POST /invocations (MLflow scoring protocol),
 GET /ping, /health, /ready, /version, /metrics, POST /reload, and a web page at /.
@@ -82,6 +88,8 @@ Options:
   --reload-interval S  Least seconds between two POST /reload (default ${
   DEFAULT_RELOAD_INTERVAL_MS / 1000
 }; SIGHUP is not limited)
+  --score-workers N    Threads that score batches besides the server's (default: cores - 1; 0 scores
+                       everything on the server's thread)
   --no-access-log      Do not log one line per request
   --json               On exit, print {requests, model} as JSON on stdout
   -h, --help           Show this help
@@ -108,6 +116,7 @@ export const spec: StageSpec = {
     "max-body-bytes": { type: "string" },
     "max-in-flight": { type: "string" },
     "reload-interval": { type: "string" },
+    "score-workers": { type: "string" },
     "no-access-log": { type: "boolean" },
   },
 };
@@ -178,6 +187,12 @@ export async function main(ctx: StageContext): Promise<StageResult> {
     DEFAULT_RELOAD_INTERVAL_MS / 1000,
     { min: MIN_RELOAD_INTERVAL_S, max: 86_400 },
   );
+  const scoreWorkers = optionalIntegerFlag(
+    "--score-workers",
+    stringFlag(ctx, "score-workers"),
+    defaultScoreWorkers(),
+    { min: 0, max: 64 },
+  );
   // The listen address is checked before MLflow is contacted: it is the cheaper mistake to report.
   const trackingUri = resolveMlflowConfig({}, readEnv(MLFLOW_ENV_NAMES)).trackingUri;
   checkListenAddress(host, port, netGrantHost(trackingUri));
@@ -190,8 +205,10 @@ export async function main(ctx: StageContext): Promise<StageResult> {
   const log = createLogger({ json: true, name: "serve", sink: out.writeNow });
   const requestLog = createLogger({ json: true, name: "serve", sink: out.write });
   const mlflow = await connectMlflow({ modelName: stringFlag(ctx, "model-name") }, log, ctx.signal);
-  // Checksums and decoding run on a worker thread, so a reload does not stall the requests being served.
+  // Checksums and decoding run on a worker thread, so a reload does not stall the requests being served;
+  // batches are scored on every core.
   using loader = new BackgroundModelLoader();
+  using pool = new ScoringPool({ workers: scoreWorkers });
   const provider = new ReloadingModelProvider(createMlflowModelLoader({
     client: mlflow.client,
     name: mlflow.modelName,
@@ -200,7 +217,10 @@ export async function main(ctx: StageContext): Promise<StageResult> {
         ctx.values["model-version"] === undefined
       ? { fallbackSpec: DEFAULT_FALLBACK_VERSION }
       : {}),
-    build: (files) => loader.load(files),
+    build: async (files) => {
+      const model = await loader.load(files);
+      return pool.size > 0 ? await pool.prepare(files, model) : model;
+    },
   }));
   const api = createApi({
     provider,

@@ -158,6 +158,8 @@ export interface SentimentModel {
    * @throws {PipelineError} for a model that cannot explain (a forest saved before explanations).
    */
   explain(review: Pick<Review, "title" | "text">): Explanation;
+  /** The prediction for a probability of `positive` (e.g. one computed by a copy of this model elsewhere). */
+  predictionFor(positiveProbability: number): Prediction;
 }
 
 /** Lower-case hex SHA-256 of bytes. */
@@ -378,8 +380,7 @@ export function loadModel(
     return explanation;
   }
 
-  function predictTokens(tokens: string[]): Prediction {
-    const positiveProbability = score(tokens);
+  function predictionFor(positiveProbability: number): Prediction {
     const polarity = positiveProbability >= 0.5 ? positive : negative;
     return {
       polarity,
@@ -388,11 +389,13 @@ export function loadModel(
       positiveProbability,
     };
   }
+  const predictTokens = (tokens: string[]): Prediction => predictionFor(score(tokens));
   return {
     manifest,
     vectorizer,
     engine,
     predictTokens,
+    predictionFor,
     tokenizer,
     predict: (review) => predictTokens(tokenizer.tokenizeReview(review)),
     explainable: decompose !== undefined,

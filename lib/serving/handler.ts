@@ -257,12 +257,14 @@ export function createApi(options: ApiOptions): Api {
     return model;
   }
 
-  function score(model: LoadedModel, reviews: ReviewInput[]): PredictionLike[] {
+  /** Scores reviews in order; a batch goes to the predictor's threads when it has them. */
+  async function score(model: LoadedModel, reviews: ReviewInput[]): Promise<PredictionLike[]> {
     const predictor = model.predictor;
-    const predictions = new Array<PredictionLike>(reviews.length);
-    for (let i = 0; i < reviews.length; i++) {
-      const review = reviews[i]!;
-      predictions[i] = predictor.predict({ title: review.title, text: review.message });
+    let predictions: PredictionLike[];
+    if (reviews.length > 1 && predictor.predictBatch) {
+      predictions = await predictor.predictBatch(reviews.map((r) => ({ title: r.title, text: r.message })));
+    } else {
+      predictions = reviews.map((review) => predictor.predict({ title: review.title, text: review.message }));
     }
     metrics.countPredictions(predictions.length);
     return predictions;
@@ -401,7 +403,7 @@ export function createApi(options: ApiOptions): Api {
       POST: async (request) => {
         const model = requireModel();
         const parsed = parsePredictBody(await readJsonBody(request, limits, deadlines), limits);
-        const predictions = score(model, parsed.reviews).map(predictionJson);
+        const predictions = (await score(model, parsed.reviews)).map(predictionJson);
         if (parsed.explain || queryExplainParam(request.url)) {
           explain(model, parsed.reviews).forEach((explanation, i) =>
             predictions[i]!.explanation = explanation
@@ -419,7 +421,7 @@ export function createApi(options: ApiOptions): Api {
           ? explain(model, reviews)
           : undefined;
         // The columns of the model's MLflow signature (MLmodel): label, polarity, probability.
-        const predictions = score(model, reviews).map((p, i) => ({
+        const predictions = (await score(model, reviews)).map((p, i) => ({
           label: p.label,
           polarity: p.polarity,
           probability: p.probability,

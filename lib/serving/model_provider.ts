@@ -30,6 +30,8 @@ export interface ReviewPredictor {
   readonly explainable?: boolean;
   /** Explains the prediction of one review exactly (`SentimentModel.explain`). */
   explain?(review: { title: string; text: string }): Explanation;
+  /** Scores many reviews in order, e.g. on several threads (`ScoringPool`); optional. */
+  predictBatch?(reviews: readonly { title: string; text: string }[]): Promise<PredictionLike[]>;
 }
 
 /** A model ready to serve, with the facts `/version` and the logs report about it. */
