@@ -72,9 +72,9 @@ test: fmt lint check docker-lint airflow-install mlflow-test ## Run every test (
 JEKYLL_PACKAGES := jekyll jekyll-theme-minima ruby-jekyll-relative-links ruby-jekyll-optional-front-matter \
 	ruby-jekyll-titles-from-headings ruby-jekyll-default-layout ruby-jekyll-readme-index ruby-jekyll-seo-tag
 
-test-deps: ## Install Debian's chromium (browser test) and jekyll (Pages site test) (root or sudo; CI runs it); without them those tests skip loudly
-	@installed=$$(dpkg-query -W -f='$${db:Status-Status} $${Package}\n' chromium $(JEKYLL_PACKAGES) 2>/dev/null || true); \
-	missing=$$(for package in chromium $(JEKYLL_PACKAGES); do \
+test-deps: ## Install Debian's chromium (browser test), jekyll (Pages site test) and haproxy (proxy test) (root or sudo; CI runs it); without them those tests skip loudly
+	@installed=$$(dpkg-query -W -f='$${db:Status-Status} $${Package}\n' chromium haproxy $(JEKYLL_PACKAGES) 2>/dev/null || true); \
+	missing=$$(for package in chromium haproxy $(JEKYLL_PACKAGES); do \
 		grep -qx "installed $$package" <<<"$$installed" || echo "$$package"; done); \
 	test -z "$$missing" || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
