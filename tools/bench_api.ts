@@ -48,6 +48,7 @@ import { generateReviews } from "../lib/data/sample_data.ts";
 import { tokenizeReview } from "../lib/features/tokenizer.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
 import { formatBytes, markdownTable } from "./_bench_report.ts";
+import { probeParallelism, type ProbeResult } from "./_bench_probe.ts";
 import { summarizeProfile } from "./_cpu_profile.ts";
 import { runWrk, type WrkResult, wrkResult, wrkScript } from "./_wrk.ts";
 import denoConfig from "../deno.json" with { type: "json" };
@@ -364,6 +365,8 @@ export interface ApiBenchReport {
   date: string;
   machine: { cpuModel: string; cores: number; memoryBytes: number; denoVersion: string };
   loadAverage: { start: number[]; end: number[] };
+  /** The machine's own two-thread speed-up at the start (2 = two free cores): what parallel scoring can get. */
+  parallelism: ProbeResult;
   settings: { duration: number; connections: number; threads: number; rounds: number };
   modelBytes: number;
   rows: Row[];
@@ -454,6 +457,12 @@ export function renderReport(report: ApiBenchReport): string {
       [
         "load average (1/5/15 min)",
         `${report.loadAverage.start.join(" ")} at the start, ${report.loadAverage.end.join(" ")} at the end`,
+      ],
+      [
+        "two threads vs one",
+        `${report.parallelism.alu.toFixed(2)}× for arithmetic, ${
+          report.parallelism.memory.toFixed(2)
+        }× for memory reads, at the start (2 = two free cores: what --score-workers can gain)`,
       ],
       [
         "load",
@@ -562,6 +571,8 @@ export async function main(ctx: StageContext): Promise<StageResult> {
   await Deno.mkdir(out, { recursive: true });
   const signal = ctx.signal;
   const loadStart = loadAverage();
+  ctx.log.info("measuring how much two threads get on this machine now");
+  const parallelism = await probeParallelism();
 
   ctx.log.info(`building two model versions (${formatNumber(TRAIN_ROWS)} generated reviews each)`);
   const versions = [benchModelFiles(1), benchModelFiles(2)];
@@ -814,6 +825,7 @@ export async function main(ctx: StageContext): Promise<StageResult> {
         denoVersion: Deno.version.deno,
       },
       loadAverage: { start: loadStart, end: loadAverage() },
+      parallelism,
       settings: { duration, connections, threads, rounds },
       modelBytes,
       rows,

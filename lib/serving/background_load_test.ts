@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { ENGINES } from "../models/engines.ts";
 import { LinearModel } from "../models/linear/model.ts";
-import { LINEAR_ENGINE_NAME, serializeLinear } from "../models/linear/model_format.ts";
-import { buildModelFiles, loadModel } from "../models/artifact.ts";
-import { tokenizeReview } from "../features/tokenizer.ts";
+import { loadModel } from "../models/artifact.ts";
+import { linearModelFiles } from "./_linear_model.ts";
 import { buildTinyModelFiles } from "./_tiny_model.ts";
 import { BackgroundModelLoader } from "./background_load.ts";
 
@@ -13,22 +12,9 @@ const REVIEWS = [
   { title: "", text: "not good at all" },
 ];
 
-function linearFiles(): Map<string, Uint8Array> {
-  const model = LinearModel.create({ dim: 4, buckets: 1 << 12, ngrams: 2 }, 1);
-  for (let i = 0; i < 200; i++) {
-    model.trainTokens(tokenizeReview(REVIEWS[0]!), 1, 0.5);
-    model.trainTokens(tokenizeReview(REVIEWS[1]!), 0, 0.5);
-  }
-  return buildModelFiles({
-    engineName: LINEAR_ENGINE_NAME,
-    engineBytes: serializeLinear(model),
-    appVersion: "0.0.0-test",
-  });
-}
-
 Deno.test("BackgroundModelLoader loads a linear model on its worker, scoring exactly as loadModel does", async () => {
   using loader = new BackgroundModelLoader();
-  const files = linearFiles();
+  const files = linearModelFiles();
   const expected = loadModel(files, ENGINES);
   for (let round = 0; round < 2; round++) {
     const model = await loader.load(files);
@@ -40,7 +26,7 @@ Deno.test("BackgroundModelLoader loads a linear model on its worker, scoring exa
 
 Deno.test("BackgroundModelLoader reports a damaged file with loadModel's message", async () => {
   using loader = new BackgroundModelLoader();
-  const files = linearFiles();
+  const files = linearModelFiles();
   const damaged = files.get("engine.bin")!.slice();
   damaged[damaged.length - 1]! ^= 0xff;
   files.set("engine.bin", damaged);
