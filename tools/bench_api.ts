@@ -208,29 +208,38 @@ async function spawnServer(
   const log = options.logFile
     ? await Deno.open(options.logFile, { write: true, create: true, truncate: true })
     : undefined;
-  const encoder = new TextEncoder();
   let found: (base: string) => void = () => {};
   const announced = new Promise<string>((resolve) => (found = resolve));
   const tail: string[] = [];
-  const readLines = async (stream: ReadableStream<Uint8Array>, keep: boolean): Promise<string> => {
+  // Lines are split only until the server says where it listens; after that its output is copied in
+  // chunks, so reading a busy server's request log costs this process (and the shared CPU) little.
+  const stderrDone = (async () => {
+    const reader = child.stderr.getReader();
+    const decoder = new TextDecoder();
     let pending = "";
-    let all = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      if (keep) all += chunk;
-      pending += chunk;
+    let listening = false;
+    while (!listening) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      await log?.write(value);
+      pending += decoder.decode(value, { stream: true });
       const lines = pending.split("\n");
       pending = lines.pop()!;
       for (const line of lines) {
+        tail.push(line);
+        if (tail.length > 20) tail.shift();
         const base = options.announce(line);
-        if (base !== undefined) found(base);
-        if (log) await log.write(encoder.encode(line + "\n"));
-        else if (!keep) tail.push(line), tail.length > 20 && tail.shift();
+        if (base !== undefined) {
+          found(base);
+          listening = true;
+        }
       }
     }
-    return all;
-  };
-  const stderrDone = readLines(child.stderr, false);
-  const stdoutDone = readLines(child.stdout, true);
+    reader.releaseLock();
+    if (log) await child.stderr.pipeTo(log.writable, { preventClose: true });
+    else await child.stderr.cancel();
+  })();
+  const stdoutDone = new Response(child.stdout).text();
   const base = await Promise.race([
     announced,
     child.status.then((status) => {
@@ -262,7 +271,7 @@ function serveBaseline(): Promise<void> {
   const server = Deno.serve({
     hostname: "127.0.0.1",
     port: 0,
-    onListen: ({ port }) => console.log(JSON.stringify({ port })),
+    onListen: ({ port }) => console.error(JSON.stringify({ port })),
   }, async (request) => {
     const url = request.url;
     if (url.endsWith("/cpu")) return Response.json({ cpu_seconds: cpuSeconds(), requests });
