@@ -45,6 +45,33 @@ async function fakeMlflow(): Promise<ReturnType<typeof serveFakeMlflow> & { stat
   return { ...serveFakeMlflow(state), state };
 }
 
+/** `serve` on a free loopback port with a model from its own fake MLflow, ready to answer. */
+async function startServe(
+  args: string[],
+  options: { env?: Record<string, string>; shellPrefix?: string } = {},
+) {
+  const mlflow = await fakeMlflow();
+  const root = await createProjectRoot();
+  const serve = spawnServe(
+    root,
+    ["--port", "0", "--host", "127.0.0.1", ...args],
+    { ...envFor(mlflow.uri), ...options.env },
+    { shellPrefix: options.shellPrefix },
+  );
+  const base = await serve.base();
+  await waitReady(base);
+  return {
+    serve,
+    base,
+    mlflow,
+    async [Symbol.asyncDispose]() {
+      await serve[Symbol.asyncDispose]();
+      await root[Symbol.asyncDispose]();
+      await mlflow.server.shutdown();
+    },
+  };
+}
+
 /** Whether the process is still running. */
 async function running(serve: ServeProcess): Promise<boolean> {
   const exited = await Promise.race([serve.child.status.then(() => true), delay(0).then(() => false)]);
@@ -139,17 +166,10 @@ async function stop(serve: ServeProcess): Promise<number> {
 }
 
 Deno.test("serve survives running out of file descriptors: 1,100 connections under ulimit -n 1024, one log line, counted in /metrics, recovers", async () => {
-  const mlflow = await fakeMlflow();
-  await using _mlflow = mlflow.server;
-  await using root = await createProjectRoot();
-  await using serve = spawnServe(
-    root,
-    ["--port", "0", "--host", "127.0.0.1", "--model_version", "1", "--no-access-log"],
-    envFor(mlflow.uri),
-    { shellPrefix: `ulimit -n ${FD_LIMIT}` },
-  );
-  const base = await serve.base();
-  await waitReady(base);
+  await using started = await startServe(["--model_version", "1", "--no-access-log"], {
+    shellPrefix: `ulimit -n ${FD_LIMIT}`,
+  });
+  const { serve, base } = started;
 
   const statuses = await flood(portOf(base), FLOOD_CONNECTIONS, 4);
   assert.ok(await running(serve), `serve died under the flood:\n${serve.lines.slice(-5).join("\n")}`);
@@ -175,17 +195,8 @@ Deno.test("serve survives running out of file descriptors: 1,100 connections und
 });
 
 Deno.test("serve survives 1,100 slow clients that never finish their headers (slowloris), and serves again", async () => {
-  const mlflow = await fakeMlflow();
-  await using _mlflow = mlflow.server;
-  await using root = await createProjectRoot();
-  await using serve = spawnServe(
-    root,
-    ["--port", "0", "--host", "127.0.0.1", "--model_version", "1"],
-    envFor(mlflow.uri),
-    { shellPrefix: `ulimit -n ${FD_LIMIT}` },
-  );
-  const base = await serve.base();
-  await waitReady(base);
+  await using started = await startServe(["--model_version", "1"], { shellPrefix: `ulimit -n ${FD_LIMIT}` });
+  const { serve, base } = started;
 
   const partial = encoder.encode("GET /health HTTP/1.1\r\nHo");
   const sockets = (await Promise.all(
@@ -213,16 +224,8 @@ Deno.test("serve survives 1,100 slow clients that never finish their headers (sl
 });
 
 Deno.test("serve answers 503 with Retry-After beyond --max-in-flight on /predict, keeps its probes up, and recovers", async () => {
-  const mlflow = await fakeMlflow();
-  await using _mlflow = mlflow.server;
-  await using root = await createProjectRoot();
-  await using serve = spawnServe(
-    root,
-    ["--port", "0", "--host", "127.0.0.1", "--model_version", "1", "--max-in-flight", "4"],
-    envFor(mlflow.uri),
-  );
-  const base = await serve.base();
-  await waitReady(base);
+  await using started = await startServe(["--model_version", "1", "--max-in-flight", "4"]);
+  const { serve, base } = started;
 
   // Four requests in flight: their bodies never finish arriving.
   const stalled = await Promise.all(Array.from({ length: 4 }, async () => {
@@ -255,18 +258,9 @@ Deno.test("serve answers 503 with Retry-After beyond --max-in-flight on /predict
 });
 
 Deno.test("POST /reload is rate-limited (a flood reaches MLflow once) and needs the token when SERVE_RELOAD_TOKEN is set", async (t) => {
-  const mlflow = await fakeMlflow();
-  await using _mlflow = mlflow.server;
-  await using root = await createProjectRoot();
-
   await t.step("from loopback without a token: at most one reload per --reload-interval", async () => {
-    await using serve = spawnServe(
-      root,
-      ["--port", "0", "--host", "127.0.0.1", "--model_version", "@champion", "--reload-interval", "5"],
-      envFor(mlflow.uri),
-    );
-    const base = await serve.base();
-    await waitReady(base);
+    await using started = await startServe(["--model_version", "@champion", "--reload-interval", "5"]);
+    const { serve, base, mlflow } = started;
     const callsBefore = mlflow.calls.length;
     const statuses = new Map<number, number>();
     let retryAfter: string | null = null;
@@ -290,13 +284,10 @@ Deno.test("POST /reload is rate-limited (a flood reaches MLflow once) and needs 
   });
 
   await t.step("with SERVE_RELOAD_TOKEN: 401 without it or with a wrong one, 200 with it", async () => {
-    await using serve = spawnServe(
-      root,
-      ["--port", "0", "--host", "127.0.0.1", "--model_version", "@champion"],
-      { ...envFor(mlflow.uri), SERVE_RELOAD_TOKEN: "s3cret-reload-token" },
-    );
-    const base = await serve.base();
-    await waitReady(base);
+    await using started = await startServe(["--model_version", "@champion"], {
+      env: { SERVE_RELOAD_TOKEN: "s3cret-reload-token" },
+    });
+    const { serve, base } = started;
     const reload = (authorization?: string) =>
       fetch(`${base}/reload`, { method: "POST", headers: authorization ? { authorization } : {} });
     const missing = await reload();
@@ -329,17 +320,10 @@ Deno.test({
     "behind docker/proxy/haproxy.cfg, slow headers and idle keep-alive connections are closed in time and 1,100 connections never exhaust serve's descriptors",
   ignore: !haproxy,
   async fn(t) {
-    const mlflow = await fakeMlflow();
-    await using _mlflow = mlflow.server;
-    await using root = await createProjectRoot();
-    await using serve = spawnServe(
-      root,
-      ["--port", "0", "--host", "127.0.0.1", "--model_version", "1", "--no-access-log"],
-      envFor(mlflow.uri),
-      { shellPrefix: `ulimit -n ${FD_LIMIT}` },
-    );
-    const base = await serve.base();
-    await waitReady(base);
+    await using started = await startServe(["--model_version", "1", "--no-access-log"], {
+      shellPrefix: `ulimit -n ${FD_LIMIT}`,
+    });
+    const { serve, base } = started;
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const proxyPort = probe.addr.port;
     probe.close();

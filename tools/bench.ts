@@ -68,7 +68,7 @@ import {
   TRAIN_PHASE_PREFIX,
 } from "./_bench_report.ts";
 import { probeParallelism } from "./_bench_probe.ts";
-import { type ApiBenchReport, renderReport } from "./bench_api.ts";
+import { API_BENCH_OPTIONS, type ApiBenchReport, renderReport } from "./bench_api.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -121,16 +121,6 @@ Options:
 Peers need ${PYTHON} with scikit-learn and ${FASTTEXT} (Debian: make bench-deps).
 `;
 
-/** Flags only `--api` takes; handed over to tools/bench_api.ts with the shared ones. */
-const API_ONLY_OPTIONS = {
-  duration: { type: "string" },
-  connections: { type: "string" },
-  threads: { type: "string" },
-  rounds: { type: "string" },
-  reloads: { type: "string" },
-  profile: { type: "boolean" },
-} as const;
-
 /** Command line of the benchmark. */
 export const spec: StageSpec = {
   name: "bench",
@@ -150,7 +140,7 @@ export const spec: StageSpec = {
     "from-report": { type: "boolean" },
     verbose: { type: "boolean" },
     api: { type: "boolean" },
-    ...API_ONLY_OPTIONS,
+    ...API_BENCH_OPTIONS,
   },
 };
 
@@ -884,7 +874,7 @@ const DOCS_SKELETON = `# Benchmarks\n\n## Pipeline benchmark\n\n${DOCS_BEGIN}\n$
 /** Runs the benchmark; see the module doc. */
 export async function main(ctx: StageContext): Promise<StageResult> {
   if (ctx.values.api === true) return await runApiBench(ctx);
-  const given = Object.keys(API_ONLY_OPTIONS).find((name) => ctx.values[name] !== undefined);
+  const given = Object.keys(API_BENCH_OPTIONS).find((name) => ctx.values[name] !== undefined);
   if (given) throw new UsageError(`--${given} is an option of --api (the API benchmark); add --api`);
   const config = resolveConfig(ctx);
   const { log, signal } = ctx;

@@ -50,6 +50,7 @@ import { runStage, type StageContext, type StageResult, type StageSpec } from ".
 import { formatBytes, markdownTable } from "./_bench_report.ts";
 import { probeParallelism, type ProbeResult } from "./_bench_probe.ts";
 import { summarizeProfile } from "./_cpu_profile.ts";
+import { SAMPLE_REVIEWS } from "./_sample_reviews.ts";
 import { runWrk, type WrkResult, wrkResult, wrkScript } from "./_wrk.ts";
 import denoConfig from "../deno.json" with { type: "json" };
 
@@ -98,67 +99,28 @@ Options:
   -h, --help        show this help
 `;
 
+/** The flags of this benchmark that `deno task bench` does not have (it hands them over with `--api`). */
+export const API_BENCH_OPTIONS = {
+  duration: { type: "string" },
+  connections: { type: "string" },
+  threads: { type: "string" },
+  rounds: { type: "string" },
+  reloads: { type: "string" },
+  profile: { type: "boolean" },
+} as const;
+
 /** Command line of the API benchmark. */
 export const spec: StageSpec = {
   name: "bench_api",
   usage: USAGE,
   options: {
-    duration: { type: "string" },
-    connections: { type: "string" },
-    threads: { type: "string" },
-    rounds: { type: "string" },
-    reloads: { type: "string" },
-    profile: { type: "boolean" },
+    ...API_BENCH_OPTIONS,
     out: { type: "string" },
     "no-docs": { type: "boolean" },
     api: { type: "boolean" },
     "baseline-server": { type: "boolean" },
   },
 };
-
-/** Review texts of typical length and mixed sentiment, rotated through the requests. */
-export const BENCH_REVIEWS: readonly { title: string; message: string }[] = [
-  {
-    title: "Works great, battery lasts all week",
-    message:
-      "I bought this to replace an older model and it is better in every way. Setup took five minutes, the battery lasts about a week with daily use, and the sound is clear. The only thing I would change is the short charging cable.",
-  },
-  {
-    title: "Stopped working after two weeks",
-    message:
-      "It worked fine at first but after two weeks it would not turn on anymore. I tried charging it overnight and resetting it as the manual says, nothing. Returned it for a refund. Disappointed because the reviews looked good.",
-  },
-  {
-    title: "Good book, slow start",
-    message:
-      "The first hundred pages drag a bit and I almost gave up, but the second half makes up for it. The characters are believable and the ending surprised me. Recommended if you are patient.",
-  },
-  {
-    title: "Cheap plastic",
-    message:
-      "Feels flimsy and the lid cracked the first time I dropped it from the counter. For this price I expected better. Not buying this brand again.",
-  },
-  {
-    title: "Perfect gift",
-    message:
-      "Bought this for my daughter's birthday and she loves it. Nicely packaged, arrived a day early, and the colors are exactly like the pictures.",
-  },
-  {
-    title: "Waste of money",
-    message:
-      "The app keeps disconnecting, the firmware update failed twice and support never answered my emails. Save your money and buy something else.",
-  },
-  {
-    title: "Does the job",
-    message:
-      "Nothing fancy, but it does what it says. Assembly instructions were clear and all screws were included. Would buy again at this price.",
-  },
-  {
-    title: "Arrived broken",
-    message:
-      "The box was crushed and the glass was broken in several pieces. The replacement arrived in the same condition. I gave up.",
-  },
-];
 
 // --- The model and the fake MLflow ----------------------------------------------------------------------
 
@@ -659,13 +621,13 @@ export async function main(ctx: StageContext): Promise<StageResult> {
     servers.push(baseline);
     await Promise.all([waitReady(withLog.base), waitReady(withoutLog.base)]);
 
-    const predictBodies = BENCH_REVIEWS.map((review) => JSON.stringify(review));
+    const predictBodies = SAMPLE_REVIEWS.map((review) => JSON.stringify(review));
     const batch = (size: number) =>
       JSON.stringify({
         dataframe_split: {
           columns: ["title", "message"],
           data: Array.from({ length: size }, (_, i) => {
-            const review = BENCH_REVIEWS[i % BENCH_REVIEWS.length]!;
+            const review = SAMPLE_REVIEWS[i % SAMPLE_REVIEWS.length]!;
             return [review.title, review.message];
           }),
         },
