@@ -58,11 +58,6 @@ export const DEFAULT_PORT = 8000;
 /** Listen address when neither `--host` nor `HOST` is given (all interfaces, as in a container). */
 export const DEFAULT_HOST = "0.0.0.0";
 
-/** Threads that score batches besides the server's own: one per other core. */
-function defaultScoreWorkers(): number {
-  return Math.max(0, navigator.hardwareConcurrency - 1);
-}
-
 /** Shortest `--reload-interval` accepted: a reload queries MLflow, so it must never run unbounded. */
 const MIN_RELOAD_INTERVAL_S = 1;
 
@@ -88,8 +83,8 @@ Options:
   --reload-interval S  Least seconds between two POST /reload (default ${
   DEFAULT_RELOAD_INTERVAL_MS / 1000
 }; SIGHUP is not limited)
-  --score-workers N    Threads that score batches besides the server's (default: cores - 1; 0 scores
-                       everything on the server's thread)
+  --score-workers N    Threads that score batches of 32+ reviews besides the server's own (default 0;
+                       worth it only with idle cores: measure with deno task bench --api)
   --no-access-log      Do not log one line per request
   --json               On exit, print {requests, model} as JSON on stdout
   -h, --help           Show this help
@@ -190,7 +185,7 @@ export async function main(ctx: StageContext): Promise<StageResult> {
   const scoreWorkers = optionalIntegerFlag(
     "--score-workers",
     stringFlag(ctx, "score-workers"),
-    defaultScoreWorkers(),
+    0,
     { min: 0, max: 64 },
   );
   // The listen address is checked before MLflow is contacted: it is the cheaper mistake to report.

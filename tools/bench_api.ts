@@ -92,6 +92,7 @@ Options:
   --threads N       wrk threads (default 2)
   --rounds N        measure every row N times and report the median row (default 1)
   --reloads N       reload windows, and as many windows without a reload (default 3)
+  --score-workers N the servers' --score-workers (default 0: batches scored on the server's thread)
   --profile         also profile the /predict row (V8 CPU profile) and print where the time goes
   --out DIR         scratch folder (default ${DEFAULT_OUT})
   --no-docs         do not update ${DOCS_PATH}
@@ -107,6 +108,7 @@ export const API_BENCH_OPTIONS = {
   rounds: { type: "string" },
   reloads: { type: "string" },
   profile: { type: "boolean" },
+  "score-workers": { type: "string" },
 } as const;
 
 /** Command line of the API benchmark. */
@@ -154,7 +156,13 @@ interface ServerProcess {
   stop(): Promise<{ code: number; stdout: string }>;
 }
 
-/** Spawns a process and waits for `announce(line)` to return its base URL from a stderr or stdout line. */
+/** Writes all of `bytes` to a file (a write may take only part of them). */
+async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) offset += await file.write(bytes.subarray(offset));
+}
+
+/** Spawns a process and waits for `announce(line)` to return its base URL from a line on its stderr. */
 async function spawnServer(
   args: string[],
   options: { env?: Record<string, string>; logFile?: string; announce: (line: string) => string | undefined },
@@ -174,16 +182,18 @@ async function spawnServer(
   const announced = new Promise<string>((resolve) => (found = resolve));
   const tail: string[] = [];
   // Lines are split only until the server says where it listens; after that its output is copied in
-  // chunks, so reading a busy server's request log costs this process (and the shared CPU) little.
+  // chunks, so reading a busy server's request log costs this process (and the shared CPU) little. It is
+  // drained even without a log file: a closed pipe would fail the server's next write.
   const stderrDone = (async () => {
     const reader = child.stderr.getReader();
     const decoder = new TextDecoder();
     let pending = "";
     let listening = false;
-    while (!listening) {
+    while (true) {
       const { done, value } = await reader.read();
-      if (done) return;
-      await log?.write(value);
+      if (done) break;
+      if (log) await writeAll(log, value);
+      if (listening) continue;
       pending += decoder.decode(value, { stream: true });
       const lines = pending.split("\n");
       pending = lines.pop()!;
@@ -197,9 +207,6 @@ async function spawnServer(
         }
       }
     }
-    reader.releaseLock();
-    if (log) await child.stderr.pipeTo(log.writable, { preventClose: true });
-    else await child.stderr.cancel();
   })();
   const stdoutDone = new Response(child.stdout).text();
   const base = await Promise.race([
@@ -338,7 +345,7 @@ export interface ApiBenchReport {
   loadAverage: { start: number[]; end: number[] };
   /** The machine's own two-thread speed-up at the start (2 = two free cores): what parallel scoring can get. */
   parallelism: ProbeResult;
-  settings: { duration: number; connections: number; threads: number; rounds: number };
+  settings: { duration: number; connections: number; threads: number; rounds: number; scoreWorkers: number };
   modelBytes: number;
   rows: Row[];
   reload: {
@@ -437,7 +444,7 @@ export function renderReport(report: ApiBenchReport): string {
       ],
       [
         "load",
-        `wrk, ${report.settings.threads} threads, ${report.settings.connections} connections, ${report.settings.duration} s per row, ${report.settings.rounds} round(s) (median row)`,
+        `wrk, ${report.settings.threads} threads, ${report.settings.connections} connections, ${report.settings.duration} s per row, ${report.settings.rounds} round(s) (median row); serve --score-workers ${report.settings.scoreWorkers}`,
       ],
       ["model", `linear, 10 × 2,097,152 buckets, engine.bin ${formatBytes(report.modelBytes)}, 2 versions`],
     ]),
@@ -536,6 +543,10 @@ export async function main(ctx: StageContext): Promise<StageResult> {
   const threads = optionalIntegerFlag("--threads", stringFlag(ctx, "threads"), 2, { min: 1, max: 64 });
   const rounds = optionalIntegerFlag("--rounds", stringFlag(ctx, "rounds"), 1, { min: 1, max: 20 });
   const reloadWindows = optionalIntegerFlag("--reloads", stringFlag(ctx, "reloads"), 3, { min: 1, max: 50 });
+  const scoreWorkers = optionalIntegerFlag("--score-workers", stringFlag(ctx, "score-workers"), 0, {
+    min: 0,
+    max: 64,
+  });
   if (connections < threads) throw new UsageError("--connections must be at least --threads");
   const out = resolve(REPO_ROOT, stringFlag(ctx, "out") ?? DEFAULT_OUT);
   if (out === REPO_ROOT) throw new UsageError("--out must be a scratch folder, not the repository");
@@ -595,6 +606,8 @@ export async function main(ctx: StageContext): Promise<StageResult> {
         "@champion",
         "--reload-interval",
         "1",
+        "--score-workers",
+        String(scoreWorkers),
         "--json",
         ...extra.filter((arg) => !arg.startsWith("--cpu-prof")),
       ], { env: { MLFLOW_TRACKING_URI: mlflowUri }, logFile, announce: announceUrl });
@@ -797,7 +810,7 @@ export async function main(ctx: StageContext): Promise<StageResult> {
       },
       loadAverage: { start: loadStart, end: loadAverage() },
       parallelism,
-      settings: { duration, connections, threads, rounds },
+      settings: { duration, connections, threads, rounds, scoreWorkers },
       modelBytes,
       rows,
       reload,
