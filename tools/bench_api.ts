@@ -37,7 +37,6 @@ import process from "node:process";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createFakeMlflow, type FakeMlflowState } from "../lib/tracking/_fake_mlflow.ts";
-import { writeFileAtomic } from "../lib/core/atomic_file.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
 import { optionalIntegerFlag } from "../lib/core/flags.ts";
 import { LinearModel } from "../lib/models/linear/model.ts";
@@ -821,8 +820,12 @@ export async function main(ctx: StageContext): Promise<StageResult> {
     const markdown = renderReport(report);
     await Deno.writeTextFile(join(out, "report.json"), JSON.stringify(report, null, 2) + "\n");
     if (ctx.values["no-docs"] !== true) {
+      // Written in the scratch folder and renamed over the page: the permission set grants the page
+      // itself, not temporary names beside it.
       const docs = join(REPO_ROOT, DOCS_PATH);
-      await writeFileAtomic(docs, spliceDocs(await Deno.readTextFile(docs), markdown));
+      const draft = join(out, "benchmarks.md.draft");
+      await Deno.writeTextFile(draft, spliceDocs(await Deno.readTextFile(docs), markdown));
+      await Deno.rename(draft, docs);
     }
     return { json: report as unknown as Record<string, unknown>, text: markdown };
   } finally {
