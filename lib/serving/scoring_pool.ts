@@ -2,9 +2,10 @@
  * Scoring a batch of reviews on several threads. The server's thread handles HTTP, parsing and
  * serialising; scoring a review (tokenizing, hashing, the model) is most of a batch's cost and is the same
  * work for every review, so a batch is cut into one slice per thread: the workers score theirs while the
- * server's thread scores its own, and the answers are put back in order. With 2 cores and one worker a
- * batch of 1,000 reviews takes about half the time; single reviews are scored on the server's thread,
- * since handing them over costs more than scoring them.
+ * server's thread scores its own, and the answers are put back in order. It pays only where cores are idle:
+ * on the busy 2-core benchmark machine two threads ran no faster than one, so `serve` starts none by
+ * default (`--score-workers`). Single reviews are always scored on the server's thread, since handing them
+ * over costs more than scoring them.
  *
  * Each worker loads its own copy of the model from the model's files when it is loaded or reloaded, and
  * keeps the previous one too, so a request that started before a reload is scored by the model it
