@@ -232,9 +232,18 @@ Deno.test({
       },
     );
 
-    const mapped = taskNames.map((task) =>
-      task === "preprocess_batch" ? `preprocess_batch x${batches}` : task
-    );
+    // In the DAG's order, not the metadata database's.
+    const order = [
+      "ingest",
+      "split_batches",
+      "list_batches",
+      "preprocess_batch",
+      "preprocess_test",
+      "train",
+      "evaluate",
+    ];
+    const mapped = taskNames.toSorted((a, b) => order.indexOf(a) - order.indexOf(b))
+      .map((task) => task === "preprocess_batch" ? `preprocess_batch x${batches}` : task);
     const summary =
       `airflow-dag-test: DAG run ${runId} of ${DAG_ID} succeeded (tasks ${mapped.join(", ")}); ` +
       `registered ${name} version ${version}; a missing input failed ingest with its error line: ok`;
