@@ -1040,7 +1040,8 @@ async function publish(
         `${DOCS_PATH}: ${(error as Error).message}; restore them or rerun with --no-docs`,
       );
     }
-    await writeFileAtomic(docsPath, updated);
+    // Staged in the scratch folder: the permission set grants the page, not temporary names beside it.
+    await writeFileAtomic(docsPath, updated, { stagingDir: config.out });
     log.info(`updated ${DOCS_PATH}`);
   }
   return {

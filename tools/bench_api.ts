@@ -38,6 +38,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createFakeMlflow, type FakeMlflowState } from "../lib/tracking/_fake_mlflow.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
+import { writeFileAtomic } from "../lib/core/atomic_file.ts";
 import { optionalIntegerFlag } from "../lib/core/flags.ts";
 import { LinearModel } from "../lib/models/linear/model.ts";
 import { LINEAR_ENGINE_NAME, serializeLinear } from "../lib/models/linear/model_format.ts";
@@ -820,12 +821,9 @@ export async function main(ctx: StageContext): Promise<StageResult> {
     const markdown = renderReport(report);
     await Deno.writeTextFile(join(out, "report.json"), JSON.stringify(report, null, 2) + "\n");
     if (ctx.values["no-docs"] !== true) {
-      // Written in the scratch folder and renamed over the page: the permission set grants the page
-      // itself, not temporary names beside it.
+      // Staged in the scratch folder: the permission set grants the page, not temporary names beside it.
       const docs = join(REPO_ROOT, DOCS_PATH);
-      const draft = join(out, "benchmarks.md.draft");
-      await Deno.writeTextFile(draft, spliceDocs(await Deno.readTextFile(docs), markdown));
-      await Deno.rename(draft, docs);
+      await writeFileAtomic(docs, spliceDocs(await Deno.readTextFile(docs), markdown), { stagingDir: out });
     }
     return { json: report as unknown as Record<string, unknown>, text: markdown };
   } finally {

@@ -14,7 +14,7 @@
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { PipelineError } from "./errors.ts";
 import { describeFsError } from "./os_error.ts";
 
@@ -50,6 +50,12 @@ export interface AtomicWriterOptions {
   expectedBytes?: number;
   /** The path to name in messages, when the file is written somewhere else first (a staging folder). */
   label?: string;
+  /**
+   * The folder of the temporary file, on the same file system as `path`, when a permission set grants
+   * the final path but no other name beside it (a tool that rewrites one page of the docs).
+   * @default {the folder of `path`}
+   */
+  stagingDir?: string;
 }
 
 /**
@@ -118,7 +124,9 @@ export class AtomicTextWriter implements AsyncDisposable {
    */
   static async create(path: string, options: AtomicWriterOptions = {}): Promise<AtomicTextWriter> {
     await refuseSymlink(path);
-    const partial = partialPath(path);
+    const partial = options.stagingDir === undefined
+      ? partialPath(path)
+      : partialPath(join(options.stagingDir, basename(path)));
     let file: Deno.FsFile;
     try {
       file = await Deno.open(partial, { write: true, createNew: true });
@@ -248,9 +256,20 @@ export async function publishAll(writers: readonly AtomicTextWriter[]): Promise<
   }
 }
 
-/** Writes a whole small file (a manifest, a report) atomically. */
-export async function writeFileAtomic(path: string, text: string): Promise<CommittedFile> {
-  await using writer = await AtomicTextWriter.create(path);
+/**
+ * Writes a whole small file (a manifest, a report) atomically.
+ *
+ * @param path The file.
+ * @param text Its content.
+ * @param options Where the temporary file lives, the size it will have, the name in messages.
+ * @returns Its path, size and SHA-256.
+ */
+export async function writeFileAtomic(
+  path: string,
+  text: string,
+  options: AtomicWriterOptions = {},
+): Promise<CommittedFile> {
+  await using writer = await AtomicTextWriter.create(path, options);
   writer.write(text);
   return await writer.commit();
 }

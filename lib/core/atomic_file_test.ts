@@ -65,6 +65,27 @@ Deno.test("AtomicTextWriter writes a temporary name unique to the process, creat
   assert.deepEqual(await names(dir.path), ["train.csv"]);
 });
 
+Deno.test("writeFileAtomic() with a staging folder writes nothing beside the output but the output", async () => {
+  await using dir = await scratchDir("atomic-file-");
+  const pages = join(dir.path, "docs");
+  const staging = join(dir.path, "scratch");
+  await Deno.mkdir(pages);
+  await Deno.mkdir(staging);
+  const page = join(pages, "benchmarks.md");
+  await Deno.writeTextFile(page, "old\n");
+  await using writer = await AtomicTextWriter.create(page, { stagingDir: staging });
+  assert.equal(writer.partialPath, partialPath(join(staging, "benchmarks.md")));
+  writer.write("new\n");
+  assert.deepEqual(await names(pages), ["benchmarks.md"]);
+  await writer.commit();
+  assert.equal(await Deno.readTextFile(page), "new\n");
+  assert.deepEqual(await names(staging), []);
+  const committed = await writeFileAtomic(page, "newer\n", { stagingDir: staging });
+  assert.deepEqual([committed.path, committed.bytes], [page, 6]);
+  assert.equal(await Deno.readTextFile(page), "newer\n");
+  assert.deepEqual([await names(pages), await names(staging)], [["benchmarks.md"], []]);
+});
+
 Deno.test("AtomicTextWriter never writes through a symbolic link: at the output or at its temporary name", async () => {
   await using dir = await scratchDir("atomic-file-");
   const outside = join(dir.path, "outside.txt");
