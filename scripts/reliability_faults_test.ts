@@ -290,15 +290,20 @@ Deno.test("train survives a real MLflow server stopped and started again during 
   await using root = await createProjectRoot();
   await prepareData(root, 1600, 1);
   const name = uniqueName("restart");
-  // 100 trees take a few seconds to grow: the server goes away while they do, so the calls that follow
-  // the fit meet a stopped server, whatever the machine's speed.
   await using task = startTask(root, "train", ["--batches", "0", "--trees", "100", "--json"], {
     env: mlflowEnv(server.uri, name),
   });
   const [, runId] = await task.waitForStderr(/MLflow run ([0-9a-f]{32})/, 60_000);
   await task.waitForStderr(/\bfit rows=/, 60_000);
+  // Paused while the server stops, so the calls after the fit meet a stopped server however fast the
+  // machine grows the trees.
+  task.kill("SIGSTOP");
   const stopped = performance.now();
-  await server.stop();
+  try {
+    await server.stop();
+  } finally {
+    task.kill("SIGCONT");
+  }
   await task.waitForStderr(/; retrying/, 60_000);
   await server.start();
   const downSeconds = (performance.now() - stopped) / 1000;
