@@ -7,7 +7,7 @@
  */
 import type { Logger } from "../lib/core/log.ts";
 import { type Experiment, MlflowClient } from "../lib/tracking/mlflow_client.ts";
-import { reapAbandonedRuns } from "../lib/tracking/run_heartbeat.ts";
+import { reapAbandonedRuns } from "../lib/tracking/run_lifecycle.ts";
 import {
   checkMlflowNetGrant,
   MLFLOW_ENV_NAMES,
@@ -77,7 +77,7 @@ export async function connectMlflow(
 
 /**
  * The configured experiment, created if missing, after marking `FAILED` the runs of it that a killed
- * process left `RUNNING` (`lib/tracking/run_heartbeat.ts`). Failing to mark them only warns: it must not stop the
+ * process left `RUNNING` (`lib/tracking/run_lifecycle.ts`). Failing to mark them only warns: it must not stop the
  * stage (for example a server whose auth lets this user create runs but not end other users' runs).
  *
  * @param session The connected MLflow session.

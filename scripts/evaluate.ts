@@ -37,7 +37,7 @@ import { MODEL_CARD_MARKDOWN, publishModelCard, readModelCard } from "../lib/tra
 import { PipelineError } from "../lib/core/errors.ts";
 import type { Logger } from "../lib/core/log.ts";
 import { parseNumberFlag } from "../lib/core/flags.ts";
-import { withRun } from "../lib/tracking/mlflow_client.ts";
+import { withRun } from "../lib/tracking/run_lifecycle.ts";
 import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
 import { loadRegisteredModel } from "../lib/tracking/model_store.ts";
 import {

@@ -38,7 +38,8 @@ import {
   resolveLinearParams,
 } from "../lib/models/linear/trainer.ts";
 import { type LinearTrialResult, runLinearTrialInWorker } from "../lib/models/linear/trial.ts";
-import { type MlflowClient, type ParamValue, type Run, withRun } from "../lib/tracking/mlflow_client.ts";
+import type { MlflowClient, ParamValue, Run } from "../lib/tracking/mlflow_client.ts";
+import { withRun } from "../lib/tracking/run_lifecycle.ts";
 import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
 import { buildModelFiles, sha256Hex } from "../lib/models/artifact.ts";
 import { loadRegisteredModel, MODEL_JSON_SHA256_TAG } from "../lib/tracking/model_store.ts";

@@ -8,8 +8,8 @@ import {
   MlflowConnectionError,
   REQUEST_ID_TAG,
   safeArtifactSegments,
-  withRun,
 } from "./mlflow_client.ts";
+import { withRun } from "./run_lifecycle.ts";
 
 // ---------------------------------------------------------------------------------------------------
 // A fake MLflow server: a handler per call, every request recorded.

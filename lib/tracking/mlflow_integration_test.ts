@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { PipelineError } from "../core/errors.ts";
-import { isNotFound, MlflowClient, REQUEST_ID_TAG, withRun } from "./mlflow_client.ts";
+import { isNotFound, MlflowClient, REQUEST_ID_TAG } from "./mlflow_client.ts";
+import { withRun } from "./run_lifecycle.ts";
 import { resolveModelVersion } from "./mlflow_registry.ts";
 
 // The test server, never the user's 5500, when nothing is set.

@@ -4,8 +4,8 @@
  * on port 5501), in an experiment of their own.
  */
 import { strict as assert } from "node:assert";
-import { MlflowClient, withRun } from "./mlflow_client.ts";
-import { ABANDONED_TAG, HEARTBEAT_TAG, reapAbandonedRuns, startHeartbeat } from "./run_heartbeat.ts";
+import { MlflowClient } from "./mlflow_client.ts";
+import { ABANDONED_TAG, HEARTBEAT_TAG, reapAbandonedRuns, startHeartbeat, withRun } from "./run_lifecycle.ts";
 
 const TRACKING_URI = Deno.env.get("MLFLOW_TRACKING_URI") ?? "http://127.0.0.1:5501";
 const EXPERIMENT = `it-heartbeat-${crypto.randomUUID().slice(0, 8)}`;

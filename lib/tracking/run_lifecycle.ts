@@ -1,7 +1,10 @@
 /**
- * Runs abandoned by a killed process. A stage ends its MLflow run `FINISHED`, `FAILED` or `KILLED` itself
- * (`withRun`), but a process killed with SIGKILL, by the OOM killer or by a power cut cannot: its run would
- * stay `RUNNING` forever, looking like a training that is still going.
+ * The life of an MLflow run the pipeline creates: {@linkcode withRun} creates it, keeps its heartbeat while
+ * the stage works and always ends it; {@linkcode reapAbandonedRuns} ends the runs a killed process left open.
+ *
+ * A stage ends its MLflow run `FINISHED`, `FAILED` or `KILLED` itself (`withRun`), but a process killed
+ * with SIGKILL, by the OOM killer or by a power cut cannot: its run would stay `RUNNING` forever, looking
+ * like a training that is still going.
  *
  * So every run the project creates carries a heartbeat: the tag {@linkcode HEARTBEAT_TAG}, set when the run
  * is created and refreshed every {@linkcode DEFAULT_HEARTBEAT_MS} while the stage works. The next `train` or
@@ -13,7 +16,7 @@
  *
  * @module
  */
-import type { MlflowClient, Run } from "./mlflow_client.ts";
+import type { MlflowClient, MlflowClientLog, Run, RunStatus } from "./mlflow_client.ts";
 
 /** Tag holding the ISO 8601 time of a run's last heartbeat. */
 export const HEARTBEAT_TAG = "pipeline.heartbeat";
@@ -32,6 +35,82 @@ export interface HeartbeatLog {
 /** A running heartbeat; {@linkcode Heartbeat.stop} ends it and waits for a beat in flight. */
 export interface Heartbeat {
   stop(): Promise<void>;
+}
+
+/** Options of {@linkcode withRun}. */
+export interface WithRunOptions {
+  experimentId: string;
+  runName?: string;
+  tags?: Record<string, string>;
+  /** The stage's Ctrl-C signal: when it fired, the run ends `KILLED` rather than `FAILED`. */
+  signal?: AbortSignal;
+  /** Receives a warning when the final status could not be set after a failure. */
+  log?: MlflowClientLog;
+  /**
+   * Limit for the final `runs/update` after a failure; long enough to outlast a restart of the server,
+   * since a run whose end is never recorded stays `RUNNING`. @default {60000}
+   */
+  endTimeoutMs?: number;
+  /**
+   * How often the run's heartbeat tag is refreshed while `fn` works, so that a run left `RUNNING` by a
+   * killed process can be told from a live one (the heartbeat below). @default {DEFAULT_HEARTBEAT_MS}
+   */
+  heartbeatMs?: number;
+}
+
+/**
+ * Creates a run, calls `fn`, and always ends the run: `FINISHED` when `fn` resolves, `FAILED` when
+ * it throws, `KILLED` when `options.signal` fired. The original error is rethrown; a run is never
+ * left `RUNNING` unless the process itself is killed.
+ *
+ * @param client The client.
+ * @param options Experiment, run name, tags, signal.
+ * @param fn The work, given the new run.
+ * @returns What `fn` returns.
+ *
+ * @example Usage
+ * ```ts ignore
+ * const result = await withRun(client, { experimentId, runName: "train", signal: ctx.signal }, async (run) => {
+ *   await client.logBatch(run.info.runId, { metrics: { f1: 0.9 } });
+ *   return run.info.runId;
+ * });
+ * ```
+ */
+export async function withRun<T>(
+  client: MlflowClient,
+  options: WithRunOptions,
+  fn: (run: Run) => Promise<T>,
+): Promise<T> {
+  const run = await client.createRun({
+    experimentId: options.experimentId,
+    ...(options.runName !== undefined ? { runName: options.runName } : {}),
+    tags: { ...options.tags, [HEARTBEAT_TAG]: new Date().toISOString() },
+  });
+  const heartbeat = startHeartbeat(client, run.info.runId, {
+    intervalMs: options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS,
+    ...(options.log ? { log: options.log } : {}),
+  });
+  let result: T;
+  try {
+    result = await fn(run);
+  } catch (error) {
+    await heartbeat.stop();
+    const status: RunStatus = options.signal?.aborted ? "KILLED" : "FAILED";
+    try {
+      // A fresh signal: the stage's own one may be the reason we are here (Ctrl-C).
+      await client.updateRun(run.info.runId, status, {
+        signal: AbortSignal.timeout(options.endTimeoutMs ?? 60_000),
+      });
+    } catch (endError) {
+      options.log?.warn(`could not mark MLflow run ${run.info.runId} ${status}`, {
+        reason: endError instanceof Error ? endError.message : String(endError),
+      });
+    }
+    throw error;
+  }
+  await heartbeat.stop();
+  await client.updateRun(run.info.runId, "FINISHED");
+  return result;
 }
 
 /**
