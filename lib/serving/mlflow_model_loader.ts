@@ -3,15 +3,17 @@
  * (`3`, `latest`, `@champion`) on every (re)load, skips the download when that version is already
  * serving, and otherwise downloads the version's files and builds the predictor from them.
  *
- * Building is injected (`build`), so this module knows MLflow and not the artifact format; the serve
- * script passes `(files) => loadModel(files, codecs)` from `lib/models/artifact.ts`.
+ * The download is the one every stage uses (`downloadModelVersion` of `lib/tracking/model_store.ts`: READY
+ * versions only, a non-empty download, the registered `model.json`). Building is injected (`build`), so
+ * this module knows MLflow and not the artifact format; the serve script passes
+ * `(files) => loadModel(files, codecs)` from `lib/models/artifact.ts`.
  *
  * @module
  */
 import { PipelineError } from "../core/errors.ts";
 import type { MlflowClient } from "../tracking/mlflow_client.ts";
 import { parseVersionSpec, resolveModelVersion, validateModelName } from "../tracking/mlflow_registry.ts";
-import { verifyManifestChecksum } from "../tracking/model_store.ts";
+import { downloadModelVersion } from "../tracking/model_store.ts";
 import type { LoadedModel, ModelLoader, ReviewPredictor } from "./model_provider.ts";
 
 /** Options of {@linkcode createMlflowModelLoader}. */
@@ -24,7 +26,7 @@ export interface MlflowModelLoaderOptions {
   spec: string;
   /** Turns the version's files (paths relative to its download URI) into a predictor. */
   build: (files: Map<string, Uint8Array>) => ReviewPredictor | Promise<ReviewPredictor>;
-  /** Largest model accepted, in bytes, so a wrong artifact cannot exhaust memory. @default {2 GiB} */
+  /** Largest model accepted, in bytes, so a wrong artifact cannot exhaust memory. @default {MAX_MODEL_BYTES} */
   maxModelBytes?: number;
   /**
    * Served while the alias of `spec` is not set on the model yet, e.g. `latest` behind serve's default
@@ -79,23 +81,9 @@ export function createMlflowModelLoader(options: MlflowModelLoaderOptions): Mode
     ) {
       return current;
     }
-    if (version.status !== "" && version.status !== "READY") {
-      throw new PipelineError(
-        `model "${name}" version ${versionText} is ${version.status}, not READY; wait for its registration to finish`,
-      );
-    }
-    const downloadUri = await client.resolveArtifactUri(await client.getDownloadUri(name, version.version));
-    // A model artifact is a handful of files; the caps stop a wrong URI from filling the memory.
-    const files = await client.downloadArtifactDir(downloadUri, "", {
-      maxFiles: 64,
-      maxBytes: options.maxModelBytes ?? 2 ** 31 - 1,
+    const { files, downloadUri } = await downloadModelVersion(client, version, {
+      ...(options.maxModelBytes !== undefined ? { maxBytes: options.maxModelBytes } : {}),
     });
-    if (files.size === 0) {
-      throw new PipelineError(
-        `model "${name}" version ${versionText} has no files at ${downloadUri}; register a version that train uploaded`,
-      );
-    }
-    verifyManifestChecksum(version, files);
     let predictor: ReviewPredictor;
     try {
       predictor = await build(files);

@@ -1,7 +1,8 @@
 /**
  * Loads a registered model version from MLflow: resolves `3`, `latest` or `@champion` to a version,
- * downloads its `model/` folder through the artifact proxy, and verifies and loads it. Evaluate, predict
- * and the HTTP API all load models through here.
+ * downloads its `model/` folder through the artifact proxy ({@linkcode downloadModelVersion}: the version
+ * must be READY, the download non-empty and `model.json` the one train registered), and verifies and loads
+ * it. Evaluate, predict, train's warm start and the HTTP API all download models through here.
  *
  * @module
  */
@@ -46,7 +47,54 @@ export function verifyManifestChecksum(version: ModelVersion, files: Map<string,
 }
 
 /** A model artifact is a handful of files; anything far larger is not ours. */
-const MAX_MODEL_BYTES = 2 ** 31 - 1;
+export const MAX_MODEL_BYTES = 2 ** 31 - 1;
+
+/** Most files a model artifact may hold: it is a handful, so more means a wrong URI. */
+const MAX_MODEL_FILES = 64;
+
+/** The files of a registered version, as downloaded. */
+export interface ModelDownload {
+  /** Path relative to the version's download URI → bytes. */
+  files: Map<string, Uint8Array>;
+  /** The artifact URI the files were downloaded from (a `runs:/` source resolved to the run's artifacts). */
+  downloadUri: string;
+}
+
+/**
+ * Downloads the files of a registered version: only a READY version, never an empty folder, and only when
+ * `model.json` is the one recorded at registration ({@linkcode verifyManifestChecksum}).
+ *
+ * @param client MLflow client.
+ * @param version The resolved version.
+ * @param options The largest download accepted, in bytes. @default {MAX_MODEL_BYTES}
+ * @throws {PipelineError} for a version still registering (or failed), a version without files, or a
+ *   replaced `model.json`.
+ */
+export async function downloadModelVersion(
+  client: MlflowClient,
+  version: ModelVersion,
+  options: { maxBytes?: number } = {},
+): Promise<ModelDownload> {
+  const { name } = version;
+  if (version.status !== "" && version.status !== "READY") {
+    throw new PipelineError(
+      `model "${name}" version ${version.version} is ${version.status}, not READY; wait for its registration to finish`,
+    );
+  }
+  const downloadUri = await client.resolveArtifactUri(await client.getDownloadUri(name, version.version));
+  // The caps stop a wrong URI from filling the memory.
+  const files = await client.downloadArtifactDir(downloadUri, "", {
+    maxFiles: MAX_MODEL_FILES,
+    maxBytes: options.maxBytes ?? MAX_MODEL_BYTES,
+  });
+  if (files.size === 0) {
+    throw new PipelineError(
+      `model "${name}" version ${version.version} has no files at ${downloadUri}; register a version that train uploaded`,
+    );
+  }
+  verifyManifestChecksum(version, files);
+  return { files, downloadUri };
+}
 
 /**
  * Resolves and loads a registered model version.
@@ -55,7 +103,7 @@ const MAX_MODEL_BYTES = 2 ** 31 - 1;
  * @param name Registered model name.
  * @param spec `"3"`, `"latest"`, `"@champion"` or a parsed spec.
  * @param codecs Engines to accept. @default {ENGINES}
- * @throws {PipelineError} for an unknown version or alias, a missing or corrupt artifact.
+ * @throws {PipelineError} for an unknown version or alias, a version not READY, a missing or corrupt artifact.
  */
 export async function loadRegisteredModel(
   client: MlflowClient,
@@ -64,11 +112,6 @@ export async function loadRegisteredModel(
   codecs: readonly EngineCodec[] = ENGINES,
 ): Promise<RegisteredSentimentModel> {
   const version = await resolveModelVersion(client, name, spec);
-  const downloadUri = await client.getDownloadUri(version.name, version.version);
-  const files = await client.downloadArtifactDir(downloadUri, "", {
-    maxFiles: 64,
-    maxBytes: MAX_MODEL_BYTES,
-  });
-  verifyManifestChecksum(version, files);
+  const { files, downloadUri } = await downloadModelVersion(client, version);
   return { model: loadModel(files, codecs), version, downloadUri };
 }
