@@ -28,7 +28,6 @@ import {
   type Evaluation,
   evaluationMetricsForMlflow,
   metricsForMlflow,
-  TEST_SET_PATH,
 } from "../lib/models/evaluate.ts";
 import { runBehaviourChecks } from "../lib/models/behaviour.ts";
 import { buildEvaluationCard, type ModelCard, trainingCardOfManifest } from "../lib/models/model_card.ts";
@@ -56,6 +55,7 @@ import {
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE, openExperiment } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";
+import { PROCESSED_TEST_PATH } from "../lib/data/layout.ts";
 
 const USAGE = `Usage: deno task evaluate --model_version V [options]
 
@@ -131,7 +131,7 @@ function parsePromotionFlags(values: StageContext["values"]): PromotionPolicy | 
 function logRetokenised(log: Logger, what: string, evaluation: Evaluation): void {
   if (evaluation.tokens !== "source") return;
   log.info(
-    `${what} was trained with other tokenizer settings than ${TEST_SET_PATH}: ` +
+    `${what} was trained with other tokenizer settings than ${PROCESSED_TEST_PATH}: ` +
       `scored on ${evaluation.meta.source} tokenised its own way`,
   );
 }
@@ -196,7 +196,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
   const policy = parsePromotionFlags(values);
   const sourcesDir = values.sources as string | undefined;
   // The test set (and the sources) must be readable before anything is downloaded.
-  await checkTestSet(TEST_SET_PATH);
+  await checkTestSet(PROCESSED_TEST_PATH);
   if (
     sourcesDir !== undefined &&
     (await Deno.permissions.query({ name: "read", path: sourcesDir })).state !== "granted"
@@ -215,7 +215,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
     source: loaded.version.source,
   });
 
-  const evaluation = await evaluateModel(loaded.model, TEST_SET_PATH, { signal });
+  const evaluation = await evaluateModel(loaded.model, PROCESSED_TEST_PATH, { signal });
   logRetokenised(log, `version ${version}`, evaluation);
   const sources = sourcesDir === undefined
     ? undefined
@@ -241,7 +241,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
       score: async (championVersion) => {
         log.info(`scoring champion version ${championVersion} on the same test set`);
         const current = await loadRegisteredModel(client, modelName, championVersion);
-        const scored = await evaluateModel(current.model, TEST_SET_PATH, { signal });
+        const scored = await evaluateModel(current.model, PROCESSED_TEST_PATH, { signal });
         logRetokenised(log, `champion version ${championVersion}`, scored);
         return metricsForMlflow(scored.metrics)[policy.metric]!;
       },
@@ -270,7 +270,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
       params: {
         model_name: modelName,
         model_version: version,
-        test_set: TEST_SET_PATH,
+        test_set: PROCESSED_TEST_PATH,
         ...(sourcesDir !== undefined ? { sources: sourcesDir } : {}),
       },
       metrics: {
@@ -284,7 +284,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
       name: "test",
       digest: testSha256.slice(0, 36),
       sourceType: "local",
-      source: { uri: TEST_SET_PATH },
+      source: { uri: PROCESSED_TEST_PATH },
       profile: { num_rows: evaluation.meta.rows },
       context: "evaluation",
     }]);
@@ -317,7 +317,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
       manifest: loaded.model.manifest,
       evaluation: buildEvaluationCard({
         runId: id,
-        path: TEST_SET_PATH,
+        path: PROCESSED_TEST_PATH,
         evaluation,
         ...(sources ? { sources } : {}),
         behaviour,
@@ -354,7 +354,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
       metrics,
       promotion: decision ? promotionJson(decision) : null,
     },
-    text: `${modelName} version ${version} on ${TEST_SET_PATH} (run ${runId}):\n${
+    text: `${modelName} version ${version} on ${PROCESSED_TEST_PATH} (run ${runId}):\n${
       formatMetrics({
         ...metrics,
         calibration_error: evaluation.calibration.ece,

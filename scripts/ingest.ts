@@ -29,11 +29,10 @@ import {
   parseApiBase,
   resolveKaggleCredentials,
 } from "../lib/data/kaggle.ts";
+import { DOWNLOADS_DIR, EXTERNAL_DIR, RAW_DIR } from "../lib/data/layout.ts";
 
 /** Folders of the `ingest` permission set; paths are relative to the project root (the task's cwd). */
-const RAW_DIR = "data/raw";
-const DOWNLOADS_DIR = "data/downloads";
-const READABLE_DIRS = ["data/raw", "data/downloads", "data/external"] as const;
+const READABLE_DIRS = [RAW_DIR, DOWNLOADS_DIR, EXTERNAL_DIR] as const;
 
 const DEFAULT_ROWS = 20_000;
 const DEFAULT_TEST_ROWS = 5_000;

@@ -22,14 +22,10 @@
 import { join } from "node:path";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { PREPROCESS_HELP, PREPROCESS_OPTIONS, preprocessStage, workersFlag } from "./_preprocess_cli.ts";
-import { batchFileName, MANIFEST_FILE, readManifest } from "../lib/data/batches.ts";
+import { MANIFEST_FILE, readManifest } from "../lib/data/batches.ts";
+import { BATCHES_DIR, batchFileName, listBatchIndexes, PROCESSED_DIR } from "../lib/data/layout.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
 import { parseIntegerFlag } from "../lib/core/flags.ts";
-
-/** Folder of the training batches written by `split_batches`. */
-export const BATCHES_DIR = "data/batches";
-/** Folder of the processed files. */
-export const PROCESSED_DIR = "data/processed";
 
 const USAGE = `Usage: deno task preprocess_batch N ${PREPROCESS_HELP.flags}
        deno task preprocess_batch --batch N [...]
@@ -71,27 +67,12 @@ export function batchNumber(ctx: Pick<StageContext, "values" | "positionals">): 
   return parseIntegerFlag(flag !== undefined ? "--batch" : "batch number", value, { min: 0 });
 }
 
-/** Batch numbers present in the batches folder, ascending; empty when the folder does not exist. */
-export async function availableBatches(dir: string): Promise<number[]> {
-  const found: number[] = [];
-  try {
-    for await (const entry of Deno.readDir(dir)) {
-      const match = /^train_batch_(0|[1-9]\d*)\.csv$/.exec(entry.name);
-      if (entry.isFile && match) found.push(Number(match[1]));
-    }
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return found;
-    throw error;
-  }
-  return found.sort((a, b) => a - b);
-}
-
 /** Tokenizes one batch; see the module doc. */
 export async function main(ctx: StageContext): Promise<StageResult> {
   const batch = batchNumber(ctx);
   const workers = workersFlag(ctx);
   const source = join(BATCHES_DIR, batchFileName(batch));
-  const available = await availableBatches(BATCHES_DIR);
+  const available = await listBatchIndexes(BATCHES_DIR, ".csv");
   if (!available.includes(batch)) {
     throw new PipelineError(
       `batch ${batch} not found in ${BATCHES_DIR} (available: ${
@@ -116,7 +97,7 @@ export async function main(ctx: StageContext): Promise<StageResult> {
     batch,
     source,
     expectedSha256: entry?.sha256,
-    output: join(PROCESSED_DIR, `train_batch_${batch}.tsv`),
+    output: join(PROCESSED_DIR, batchFileName(batch, ".tsv")),
     workers,
   });
 }

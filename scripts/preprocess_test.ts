@@ -20,15 +20,11 @@
  */
 import { requireIngested, runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
 import { PREPROCESS_HELP, PREPROCESS_OPTIONS, preprocessStage, workersFlag } from "./_preprocess_cli.ts";
-
-/** The test CSV written by `ingest`. */
-export const INPUT = "data/raw/test.csv";
-/** The processed test set. */
-export const OUTPUT = "data/processed/test.tsv";
+import { PROCESSED_TEST_PATH, RAW_TEST_PATH } from "../lib/data/layout.ts";
 
 const USAGE = `Usage: deno task preprocess_test ${PREPROCESS_HELP.flags}
 
-Tokenizes ${INPUT} into ${OUTPUT}, one line "<polarity><TAB><tokens>" per review, plus
+Tokenizes ${RAW_TEST_PATH} into ${PROCESSED_TEST_PATH}, one line "<polarity><TAB><tokens>" per review, plus
 data/processed/test.meta.json (source SHA-256, row counts, tokenizer version) and
 data/processed/test.rejects.csv (lines that gave no row, with line number and reason).
 Skips the work when the test set and the tokenizer are unchanged since the last run.
@@ -46,9 +42,9 @@ export const spec: StageSpec = {
 /** Tokenizes the test set; see the module doc. */
 export async function main(ctx: StageContext): Promise<StageResult> {
   const workers = workersFlag(ctx);
-  await requireIngested(INPUT);
+  await requireIngested(RAW_TEST_PATH);
 
-  return await preprocessStage(ctx, { source: INPUT, output: OUTPUT, workers });
+  return await preprocessStage(ctx, { source: RAW_TEST_PATH, output: PROCESSED_TEST_PATH, workers });
 }
 
 if (import.meta.main) await runStage(spec, Deno.args, main);

@@ -22,18 +22,14 @@ import { DEFAULT_BATCH_SIZE, splitBatches } from "../lib/data/batches.ts";
 import { UsageError } from "../lib/core/errors.ts";
 import { optionalIntegerFlag, parseIntegerFlag } from "../lib/core/flags.ts";
 import { createProgress, type Progress } from "../lib/core/progress.ts";
-
-/** The training CSV written by `ingest`. */
-export const INPUT = "data/raw/train.csv";
-/** Folder of the batches, the manifest and the rejects file. */
-export const OUTPUT_DIR = "data/batches";
+import { BATCHES_DIR, RAW_TRAIN_PATH } from "../lib/data/layout.ts";
 
 const USAGE =
   `Usage: deno task split_batches [--batch-size N | --num-batches N] [--force] [--skip-space-check]
                                 [--json] [--help]
 
-Splits ${INPUT} into ${OUTPUT_DIR}/train_batch_0.csv, train_batch_1.csv, ... and writes
-${OUTPUT_DIR}/manifest.json (checksums, row counts) and ${OUTPUT_DIR}/rejects.csv (lines that are not
+Splits ${RAW_TRAIN_PATH} into ${BATCHES_DIR}/train_batch_0.csv, train_batch_1.csv, ... and writes
+${BATCHES_DIR}/manifest.json (checksums, row counts) and ${BATCHES_DIR}/rejects.csv (lines that are not
 valid reviews, with their line number and reason). Skips the work when the input and the flags are
 unchanged since the last run.
 
@@ -79,15 +75,15 @@ export async function main(ctx: StageContext): Promise<StageResult> {
     ? optionalIntegerFlag("--batch-size", batchSizeFlag, DEFAULT_BATCH_SIZE, { min: 1 })
     : undefined;
 
-  await requireIngested(INPUT);
+  await requireIngested(RAW_TRAIN_PATH);
 
   const started = performance.now();
   const progress: Partial<Record<"scan" | "split", Progress>> = {};
   const result = await (async () => {
     try {
       return await splitBatches({
-        input: INPUT,
-        outputDir: OUTPUT_DIR,
+        input: RAW_TRAIN_PATH,
+        outputDir: BATCHES_DIR,
         batchSize,
         numBatches,
         force: ctx.values.force === true,
@@ -110,8 +106,8 @@ export async function main(ctx: StageContext): Promise<StageResult> {
 
   const seconds = (performance.now() - started) / 1000;
   const summary = result.skipped
-    ? `${OUTPUT_DIR} is up to date: ${result.batches} batches, ${result.rows} rows, ${result.rejected} rejected`
-    : `wrote ${result.batches} batches to ${OUTPUT_DIR}: ${result.rows} rows, ${result.rejected} rejected, ` +
+    ? `${BATCHES_DIR} is up to date: ${result.batches} batches, ${result.rows} rows, ${result.rejected} rejected`
+    : `wrote ${result.batches} batches to ${BATCHES_DIR}: ${result.rows} rows, ${result.rejected} rejected, ` +
       `${(result.bytes / 1e6).toFixed(1)} MB in ${seconds.toFixed(1)} s (${
         (result.bytes / 1e6 / Math.max(seconds, 1e-3)).toFixed(0)
       } MB/s)`;

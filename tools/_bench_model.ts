@@ -18,7 +18,8 @@ import { join } from "node:path";
 import { AtomicTextWriter, PARTIAL_SUFFIX } from "../lib/core/atomic_file.ts";
 import { ENGINES } from "../lib/models/engines.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
-import { evaluateModel, metricsForMlflow, TEST_SET_PATH } from "../lib/models/evaluate.ts";
+import { evaluateModel, metricsForMlflow } from "../lib/models/evaluate.ts";
+import { PROCESSED_TEST_PATH, RAW_TEST_PATH } from "../lib/data/layout.ts";
 import { optionalIntegerFlag } from "../lib/core/flags.ts";
 import { buildModelFiles, loadModel, sha256Hex } from "../lib/models/artifact.ts";
 import type { Review } from "../lib/data/review.ts";
@@ -30,7 +31,6 @@ import { runStage, type StageContext, type StageResult, type StageSpec } from ".
 
 /** Where the helper writes, relative to the scratch root. */
 export const BENCH_DIR = "data/bench";
-const RAW_TEST = "data/raw/test.csv";
 
 const USAGE =
   `Usage: deno run -q -P=bench_model tools/_bench_model.ts train|evaluate|predict [options] [--json]
@@ -39,7 +39,7 @@ Benchmark helper of "deno task bench"; runs inside its scratch project root.
 
   train      fit vocabulary + forest on data/processed/train_batch_*.tsv, write ${BENCH_DIR}/<model>/
   evaluate   score data/processed/test.tsv with ${BENCH_DIR}/<model>/
-  predict    time single predict calls on reviews of ${RAW_TEST}
+  predict    time single predict calls on reviews of ${RAW_TEST_PATH}
 
 Options:
   --model NAME     model folder under ${BENCH_DIR} (default model)
@@ -185,7 +185,7 @@ async function load(dir: string) {
 
 async function evaluate(ctx: StageContext): Promise<StageResult> {
   const { model, loadSeconds } = await load(modelDir(ctx));
-  const evaluation = await evaluateModel(model, TEST_SET_PATH, { signal: ctx.signal });
+  const evaluation = await evaluateModel(model, PROCESSED_TEST_PATH, { signal: ctx.signal });
   const metrics = metricsForMlflow(evaluation.metrics);
   return {
     json: {
@@ -201,9 +201,9 @@ async function evaluate(ctx: StageContext): Promise<StageResult> {
 /** Up to `limit` reviews from the start of the raw test CSV: real inputs of the size users send. */
 async function sampleReviews(limit: number): Promise<Review[]> {
   const reviews: Review[] = [];
-  using file = await Deno.open(RAW_TEST);
+  using file = await Deno.open(RAW_TEST_PATH);
   for await (const { review } of readReviews(fileStream(file), { limit })) reviews.push(review);
-  if (reviews.length === 0) throw new PipelineError(`${RAW_TEST} holds no reviews`);
+  if (reviews.length === 0) throw new PipelineError(`${RAW_TEST_PATH} holds no reviews`);
   return reviews;
 }
 

@@ -21,6 +21,7 @@ import { ensureFreeSpace, withFsErrors } from "../core/os_error.ts";
 import { formatRejectedRaw, quoteCsvField } from "./csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { batchFileName, batchIndexOf } from "./layout.ts";
 import { fileStream, readReviews, type ReadStats, type RejectedRow } from "./review_reader.ts";
 import { openInput } from "../core/read_guard.ts";
 
@@ -33,14 +34,9 @@ export const REJECTS_FILE = "rejects.csv";
 /** Version of the manifest layout; a manifest of another version is never trusted. */
 export const MANIFEST_VERSION = 1;
 
-const BATCH_FILE = /^train_batch_(0|[1-9]\d*)\.csv$/;
+/** A batch's file being written by a split that did not finish (`<name>.<pid>-<random>.partial`). */
 const BATCH_PARTIAL = /^train_batch_\d+\.csv(\.\d+-[0-9a-f]{8})?\.partial$/;
 const STAGING_DIR = ".staging";
-
-/** Name of batch file `index`, e.g. `train_batch_0.csv`. */
-export function batchFileName(index: number): string {
-  return `train_batch_${index}.csv`;
-}
 
 /** One batch in the manifest. */
 export interface BatchEntry {
@@ -493,8 +489,8 @@ async function publish(outputDir: string, staging: string, manifest: BatchManife
   }
   await manifestOut.publish();
   for await (const entry of Deno.readDir(outputDir)) {
-    const match = BATCH_FILE.exec(entry.name);
-    const stale = match ? Number(match[1]) >= manifest.batches.length : BATCH_PARTIAL.test(entry.name);
+    const index = batchIndexOf(entry.name, ".csv");
+    const stale = index !== undefined ? index >= manifest.batches.length : BATCH_PARTIAL.test(entry.name);
     if (stale && entry.isFile) await removeIfExists(join(outputDir, entry.name));
   }
 }

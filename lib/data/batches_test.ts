@@ -3,7 +3,6 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import {
-  batchFileName,
   type BatchManifest,
   MANIFEST_FILE,
   readManifest,
@@ -11,6 +10,7 @@ import {
   scanFile,
   splitBatches,
 } from "./batches.ts";
+import { batchFileName } from "./layout.ts";
 import { formatReviewLine } from "./csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import { generateReviews } from "./sample_data.ts";

@@ -37,6 +37,7 @@ import { createProgress, defaultProgressMode } from "../core/progress.ts";
 import { readReviews, type ReadStats, type RejectedRow } from "./review_reader.ts";
 import { generateReviews } from "./sample_data.ts";
 import { findDatasetEntry, isZipFile, ZipArchive, ZipExtractError } from "./zip_extract.ts";
+import { TEST_FILE, TRAIN_FILE } from "./layout.ts";
 
 /** The two files of the dataset, in the order they are ingested. */
 export const DATASET_FILES = ["train", "test"] as const;
@@ -738,8 +739,8 @@ async function writeOutputs(
   manifestFor: (written: Written) => IngestManifest,
 ): Promise<{ written: Written; manifest: IngestManifest }> {
   const { rawDir, log } = options;
-  await using train = await AtomicTextWriter.create(join(rawDir, "train.csv"));
-  await using test = await AtomicTextWriter.create(join(rawDir, "test.csv"));
+  await using train = await AtomicTextWriter.create(join(rawDir, TRAIN_FILE));
+  await using test = await AtomicTextWriter.create(join(rawDir, TEST_FILE));
   await using rejectsOut = await AtomicTextWriter.create(join(rawDir, REJECTS_FILE));
   const rejects = new RejectsWriter(rejectsOut);
   const outputs: Record<DatasetFile, AtomicTextWriter> = { train, test };

@@ -19,6 +19,7 @@ import { AtomicTextWriter, type CommittedFile, publishAll } from "../core/atomic
 import { PipelineError } from "../core/errors.ts";
 import type { Polarity } from "./review.ts";
 import { openInput } from "../core/read_guard.ts";
+import { batchIndexOf } from "./layout.ts";
 
 /** Identifies the file format in the meta file. */
 export const PROCESSED_FORMAT = "processed-tsv/1";
@@ -83,8 +84,8 @@ export function processedRejectsPath(path: string): string {
  */
 export function processedCommand(path: string): string {
   const name = basename(stem(path));
-  const batch = /^train_batch_(\d+)$/.exec(name);
-  if (batch) return `deno task preprocess_batch ${batch[1]}`;
+  const batch = batchIndexOf(name, "");
+  if (batch !== undefined) return `deno task preprocess_batch ${batch}`;
   if (name === "test") return "deno task preprocess_test";
   return "deno task preprocess_batch N or deno task preprocess_test";
 }

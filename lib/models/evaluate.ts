@@ -30,9 +30,7 @@ import { fileStream, readReviews } from "../data/review_reader.ts";
 import { describeTokenizerDifference, sameTokenizer } from "../features/tokenizer.ts";
 import { createProgress, type ProgressOptions } from "../core/progress.ts";
 import { openInput } from "../core/read_guard.ts";
-
-/** The processed test set, relative to the project root. */
-export const TEST_SET_PATH = "data/processed/test.tsv";
+import { RAW_TEST_PATH } from "../data/layout.ts";
 
 /** What evaluation produced. */
 export interface Evaluation {
@@ -68,7 +66,7 @@ export async function checkTestSet(path: string, tokenizerVersion?: string): Pro
         `rerun "deno task preprocess_test --force" with the build that trained the model`,
     );
   }
-  if (meta.rows === 0) throw new PipelineError(`${path} holds no reviews; check data/raw/test.csv`);
+  if (meta.rows === 0) throw new PipelineError(`${path} holds no reviews; check ${RAW_TEST_PATH}`);
   return meta;
 }
 

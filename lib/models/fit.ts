@@ -31,6 +31,7 @@ import {
 import { MODEL_FORMAT as FOREST_ENGINE_NAME, serializeForest } from "./forest/model_format.ts";
 import { SparseDatasetBuilder } from "./forest/sparse_dataset.ts";
 import type { Forest } from "./forest/forest.ts";
+import { batchFileName, listBatchIndexes, PROCESSED_DIR } from "../data/layout.ts";
 import { type ProcessedMeta, readProcessed, readProcessedMeta } from "../data/processed_data.ts";
 import { createProgress, type ProgressOptions } from "../core/progress.ts";
 import { type CalibrationDecision, decideCalibration } from "./calibration.ts";
@@ -42,30 +43,11 @@ import {
   VocabularyBuilder,
 } from "../features/vectorizer.ts";
 
-/** Where preprocess_batch writes, relative to the project root. */
-export const PROCESSED_DIR = "data/processed";
-
 /** A processed batch chosen for training. */
 export interface TrainingBatch {
   index: number;
   path: string;
   meta: ProcessedMeta;
-}
-
-const BATCH_FILE = /^train_batch_(\d+)\.tsv$/;
-
-/** Indexes of the processed batches present in `dir`, ascending. */
-export async function listProcessedBatches(dir = PROCESSED_DIR): Promise<number[]> {
-  const found: number[] = [];
-  try {
-    for await (const entry of Deno.readDir(dir)) {
-      const match = entry.isFile ? BATCH_FILE.exec(entry.name) : null;
-      if (match) found.push(Number(match[1]));
-    }
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  return found.sort((a, b) => a - b);
 }
 
 /**
@@ -78,7 +60,7 @@ export async function resolveTrainingBatches(
   requested: readonly (number | "all")[],
   dir = PROCESSED_DIR,
 ): Promise<TrainingBatch[]> {
-  const available = await listProcessedBatches(dir);
+  const available = await listBatchIndexes(dir, ".tsv");
   const availableText = available.length > 0 ? available.join(", ") : "none";
   let indexes: number[];
   if (requested.includes("all")) {
@@ -95,11 +77,11 @@ export async function resolveTrainingBatches(
   for (const index of indexes) {
     if (!available.includes(index)) {
       throw new PipelineError(
-        `batch ${index} is not preprocessed (${join(dir, `train_batch_${index}.tsv`)} missing; ` +
+        `batch ${index} is not preprocessed (${join(dir, batchFileName(index, ".tsv"))} missing; ` +
           `available: ${availableText}); run "deno task preprocess_batch ${index}"`,
       );
     }
-    const path = join(dir, `train_batch_${index}.tsv`);
+    const path = join(dir, batchFileName(index, ".tsv"));
     const meta = await readProcessedMeta(path);
     // The model records this build's tokenizer, and is served with it: its training tokens must be that
     // tokenizer's, setting for setting, not just of the same version.

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { scratchDir } from "../../_testing.ts";
 import { SeededRandom } from "./model.ts";
 import type { TrainingFile } from "./trainer.ts";
+import { batchFileName } from "../../data/layout.ts";
 
 const POSITIVE = ["great", "love", "excellent", "perfect", "sturdy", "recommend", "happy", "works"];
 const NEGATIVE = ["broke", "awful", "refund", "cheap", "useless", "disappointed", "poor", "junk"];
@@ -60,7 +61,7 @@ export async function writeToyBatches(
   const files: TrainingFile[] = [];
   for (let start = 0, key = 0; start < reviews.length; start += perFile, key++) {
     const part = reviews.slice(start, start + perFile);
-    const path = join(dir, `train_batch_${key}.tsv`);
+    const path = join(dir, batchFileName(key, ".tsv"));
     await Deno.writeTextFile(path, toProcessedText(part));
     files.push({ path, rows: part.length, key });
   }
