@@ -5,12 +5,14 @@
  * @module
  */
 import { UsageError } from "../lib/core/errors.ts";
-import type { StageContext } from "./_cli.ts";
 
 /** Returns the model version flag's value, or throws a UsageError when it is missing or given twice. */
-export function modelVersionFlag(values: StageContext["values"], fallback?: string): string {
-  const snake = values.model_version as string | undefined;
-  const kebab = values["model-version"] as string | undefined;
+export function modelVersionFlag(
+  values: { model_version?: string; "model-version"?: string },
+  fallback?: string,
+): string {
+  const snake = values.model_version;
+  const kebab = values["model-version"];
   if (snake !== undefined && kebab !== undefined && snake !== kebab) {
     throw new UsageError("--model_version and --model-version disagree; give one");
   }

@@ -24,10 +24,9 @@
  *
  * @module
  */
-import type { ParseArgsOptionsConfig } from "node:util";
 import type { StageContext, StageResult } from "./_cli.ts";
-import { parseIntegerFlag } from "../lib/core/flags.ts";
-import { preprocessFile, PROCESSED_SIZE_RATIO } from "../lib/features/preprocess.ts";
+import { intFlag } from "../lib/core/flags.ts";
+import { INLINE_MAX_BYTES, preprocessFile, PROCESSED_SIZE_RATIO } from "../lib/features/preprocess.ts";
 
 /** The usage text of the flags both stages take. */
 export const PREPROCESS_HELP = {
@@ -37,7 +36,7 @@ export const PREPROCESS_HELP = {
   options: `  --force          Rebuild even when the output is up to date
   --workers N      Tokenizer threads besides the main thread, which helps when they are
                    busy; 0 tokenizes on the main thread only (default: 0 for inputs under
-                   2 MB, else one less than the CPU cores, at least 1)
+                   ${INLINE_MAX_BYTES / 2 ** 20} MB, else one less than the CPU cores, at least 1)
   --skip-space-check
                    Write even when the disk has less free space than the output needs
                    (about ${PROCESSED_SIZE_RATIO}x the source; --force does not skip this check)
@@ -47,11 +46,14 @@ export const PREPROCESS_HELP = {
 } as const;
 
 /** The `StageSpec.options` both stages declare (`--help` and `--json` come from `runStage`). */
-export const PREPROCESS_OPTIONS: ParseArgsOptionsConfig = {
+export const PREPROCESS_OPTIONS = {
   force: { type: "boolean" },
   workers: { type: "string" },
   "skip-space-check": { type: "boolean" },
-};
+} as const;
+
+/** The flags {@linkcode preprocessStage} and {@linkcode workersFlag} read. */
+type PreprocessContext = StageContext<typeof PREPROCESS_OPTIONS>;
 
 /** Most tokenizer threads `--workers` accepts. */
 const MAX_WORKERS = 64;
@@ -62,10 +64,8 @@ const MAX_WORKERS = 64;
  *
  * @throws {UsageError} When the value is not such an integer.
  */
-export function workersFlag(ctx: Pick<StageContext, "values">): number | undefined {
-  return typeof ctx.values.workers === "string"
-    ? parseIntegerFlag("--workers", ctx.values.workers, { min: 0, max: MAX_WORKERS })
-    : undefined;
+export function workersFlag(ctx: Pick<PreprocessContext, "values">): number | undefined {
+  return intFlag("--workers", ctx.values.workers, { min: 0, max: MAX_WORKERS });
 }
 
 /** What {@linkcode preprocessStage} tokenizes. */
@@ -87,7 +87,10 @@ export interface PreprocessStageInput {
  * what the stage prints: with `--json` `{batch?, output, rows, rejected, skipped, seconds, read, meta,
  * rejects, source, sourceSha256}`, else one line saying what was written or that it was up to date.
  */
-export async function preprocessStage(ctx: StageContext, input: PreprocessStageInput): Promise<StageResult> {
+export async function preprocessStage(
+  ctx: PreprocessContext,
+  input: PreprocessStageInput,
+): Promise<StageResult> {
   const result = await preprocessFile({
     source: input.source,
     ...(input.expectedSha256 !== undefined ? { expectedSha256: input.expectedSha256 } : {}),

@@ -35,7 +35,7 @@ import { sliceMetricsForMlflow } from "../lib/models/slices.ts";
 import { MODEL_CARD_MARKDOWN, publishModelCard, readModelCard } from "../lib/tracking/model_cards.ts";
 import { PipelineError } from "../lib/core/errors.ts";
 import type { Logger } from "../lib/core/log.ts";
-import { parseNumberFlag } from "../lib/core/flags.ts";
+import { numberFlag } from "../lib/core/flags.ts";
 import { withRun } from "../lib/tracking/run_lifecycle.ts";
 import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
 import { loadRegisteredModel } from "../lib/tracking/model_store.ts";
@@ -52,18 +52,18 @@ import {
   type PromotionMetric,
   type PromotionPolicy,
 } from "../lib/tracking/promotion.ts";
-import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { defineStage, runStage, type StageContext, type StageResult } from "./_cli.ts";
 import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE, openExperiment } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";
-import { PROCESSED_TEST_PATH } from "../lib/data/layout.ts";
+import { PROCESSED_TEST_PATH, RAW_TEST_PATH } from "../lib/data/layout.ts";
 
 const USAGE = `Usage: deno task evaluate --model_version V [options]
 
-Scores a registered model version on data/processed/test.tsv, logs the metrics to MLflow, and promotes
+Scores a registered model version on ${PROCESSED_TEST_PATH}, logs the metrics to MLflow, and promotes
 the version to @champion when it beats the current champion on the same test set by the margin
 (otherwise it becomes @challenger). The last line says which, with both scores. A version trained with
 other tokenizer settings than the test set's (one older than a change of defaults) is scored on
-data/raw/test.csv, the test set's source, tokenised its own way.
+${RAW_TEST_PATH}, the test set's source, tokenised its own way.
 
 Options:
   --model_version V        version number, "latest" or "@alias" (also --model-version; required)
@@ -84,7 +84,7 @@ Example:
   deno task evaluate --model_version latest`;
 
 /** The evaluate stage's command line. */
-export const spec: StageSpec = {
+export const spec = defineStage({
   name: "evaluate",
   usage: USAGE,
   options: {
@@ -96,7 +96,9 @@ export const spec: StageSpec = {
     "no-promote": { type: "boolean" },
     sources: { type: "string" },
   },
-};
+});
+
+type EvaluateContext = StageContext<typeof spec.options>;
 
 function formatMetrics(metrics: Record<string, number>): string {
   return Object.entries(metrics)
@@ -105,9 +107,9 @@ function formatMetrics(metrics: Record<string, number>): string {
 }
 
 /** Resolves the promotion flags; `undefined` with `--no-promote`. */
-function parsePromotionFlags(values: StageContext["values"]): PromotionPolicy | undefined {
-  const metric = values["promotion-metric"] as string | undefined;
-  const margin = values["promotion-margin"] as string | undefined;
+function parsePromotionFlags(values: EvaluateContext["values"]): PromotionPolicy | undefined {
+  const metric = values["promotion-metric"];
+  const margin = values["promotion-margin"];
   if (values["no-promote"] === true) {
     if (metric !== undefined || margin !== undefined) {
       throw new UsageError("--promotion-metric and --promotion-margin have no effect with --no-promote");
@@ -121,9 +123,7 @@ function parsePromotionFlags(values: StageContext["values"]): PromotionPolicy | 
   }
   return {
     metric: (metric ?? DEFAULT_PROMOTION_POLICY.metric) as PromotionMetric,
-    margin: margin === undefined
-      ? DEFAULT_PROMOTION_POLICY.margin
-      : parseNumberFlag("--promotion-margin", margin, { min: 0, max: 1 }),
+    margin: numberFlag("--promotion-margin", margin, { min: 0, max: 1 }) ?? DEFAULT_PROMOTION_POLICY.margin,
   };
 }
 
@@ -190,11 +190,11 @@ async function completeModelCard(
 /** Where the completed card is, for the log. */
 const CARD_NOTE = `model card completed (${MODEL_CARD_MARKDOWN} and the version's description)`;
 
-async function main(ctx: StageContext): Promise<StageResult> {
+async function main(ctx: EvaluateContext): Promise<StageResult> {
   const { values, log, signal } = ctx;
   const versionSpec = parseVersionSpec(modelVersionFlag(values), "--model_version");
   const policy = parsePromotionFlags(values);
-  const sourcesDir = values.sources as string | undefined;
+  const sourcesDir = values.sources;
   // The test set (and the sources) must be readable before anything is downloaded.
   await checkTestSet(PROCESSED_TEST_PATH);
   if (
@@ -206,7 +206,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
         `deno run -q -P=evaluate --allow-read=${sourcesDir} $MLFLOW_ALLOW_NET scripts/evaluate.ts ...`,
     );
   }
-  const mlflow = await connectMlflow({ modelName: values["model-name"] as string | undefined }, log, signal);
+  const mlflow = await connectMlflow({ modelName: values["model-name"] }, log, signal);
   const { client, modelName } = mlflow;
   const loaded = await loadRegisteredModel(client, modelName, versionSpec);
   const version = String(loaded.version.version);

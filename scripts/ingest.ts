@@ -18,9 +18,9 @@
  *
  * @module
  */
-import { readEnv, runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { defineStage, readEnv, runStage, type StageContext, type StageResult } from "./_cli.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
-import { optionalIntegerFlag } from "../lib/core/flags.ts";
+import { intFlag } from "../lib/core/flags.ts";
 import { ingest, type IngestSource, sourceLabel } from "../lib/data/ingest.ts";
 import {
   DEFAULT_KAGGLE_API_BASE,
@@ -70,7 +70,7 @@ A path outside data/external/ needs a read grant: copy it there, or run
 `;
 
 /** The stage's command line. */
-export const spec: StageSpec = {
+export const spec = defineStage({
   name: "ingest",
   usage: USAGE,
   options: {
@@ -82,19 +82,16 @@ export const spec: StageSpec = {
     "kaggle-api-base": { type: "string" },
     force: { type: "boolean" },
   },
-};
+});
+
+type IngestContext = StageContext<typeof spec.options>;
 
 const ENV_NAMES = ["KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_BASE_URL"] as const;
 
-function stringFlag(ctx: StageContext, name: string): string | undefined {
-  const value = ctx.values[name];
-  return typeof value === "string" ? value : undefined;
-}
-
 /** Resolves flags and environment into the source, logging which source was chosen and why. */
-function resolveSource(ctx: StageContext): IngestSource {
+function resolveSource(ctx: IngestContext): IngestSource {
   const env = readEnv(ENV_NAMES);
-  const flag = stringFlag(ctx, "source");
+  const flag = ctx.values.source;
   if (flag !== undefined && flag.trim() === "") {
     throw new UsageError("--source expects kaggle, sample, a path or a URL");
   }
@@ -118,9 +115,11 @@ function resolveSource(ctx: StageContext): IngestSource {
     );
   }
 
-  const sampleFlags = ["rows", "test-rows", "seed"].filter((name) => stringFlag(ctx, name) !== undefined);
-  const limitFlag = stringFlag(ctx, "limit");
-  const apiBaseFlag = stringFlag(ctx, "kaggle-api-base");
+  const sampleFlags = (["rows", "test-rows", "seed"] as const).filter((name) =>
+    ctx.values[name] !== undefined
+  );
+  const limitFlag = ctx.values.limit;
+  const apiBaseFlag = ctx.values["kaggle-api-base"];
   const why = flag === undefined ? ` (the source is ${choice} by default)` : "";
   if (choice !== "sample" && sampleFlags.length > 0) {
     throw new UsageError(`--${sampleFlags[0]} applies to --source sample only${why}`);
@@ -135,11 +134,9 @@ function resolveSource(ctx: StageContext): IngestSource {
   if (choice === "sample") {
     return {
       kind: "sample",
-      rows: optionalIntegerFlag("--rows", stringFlag(ctx, "rows"), DEFAULT_ROWS, { min: 1 }),
-      testRows: optionalIntegerFlag("--test-rows", stringFlag(ctx, "test-rows"), DEFAULT_TEST_ROWS, {
-        min: 1,
-      }),
-      seed: optionalIntegerFlag("--seed", stringFlag(ctx, "seed"), DEFAULT_SEED, { min: 0 }),
+      rows: intFlag("--rows", ctx.values.rows, { min: 1 }) ?? DEFAULT_ROWS,
+      testRows: intFlag("--test-rows", ctx.values["test-rows"], { min: 1 }) ?? DEFAULT_TEST_ROWS,
+      seed: intFlag("--seed", ctx.values.seed, { min: 0 }) ?? DEFAULT_SEED,
     };
   }
   if (choice === "kaggle") {
@@ -163,12 +160,9 @@ function resolveSource(ctx: StageContext): IngestSource {
 }
 
 /** Runs the stage. */
-export async function main(ctx: StageContext): Promise<StageResult> {
+export async function main(ctx: IngestContext): Promise<StageResult> {
   const source = resolveSource(ctx);
-  const limitFlag = stringFlag(ctx, "limit");
-  const limit = limitFlag === undefined
-    ? undefined
-    : optionalIntegerFlag("--limit", limitFlag, 0, { min: 1 });
+  const limit = intFlag("--limit", ctx.values.limit, { min: 1 });
   const { upToDate, manifest } = await ingest({
     source,
     limit,

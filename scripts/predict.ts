@@ -17,11 +17,12 @@ import type { Prediction } from "../lib/models/artifact.ts";
 import { loadRegisteredModel } from "../lib/tracking/model_store.ts";
 import { readReviews } from "../lib/data/review_reader.ts";
 import { explanationJson, formatExplanation } from "../lib/models/explanation.ts";
-import { parseIntegerFlag } from "../lib/core/flags.ts";
-import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { intFlag } from "../lib/core/flags.ts";
+import { defineStage, runStage, type StageContext, type StageResult } from "./_cli.ts";
 import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";
 import { openInput } from "../lib/core/read_guard.ts";
+import { EXTERNAL_DIR, RAW_DIR } from "../lib/data/layout.ts";
 
 const USAGE = `Usage: deno task predict --title T --message M [--model_version V] [options]
        deno task predict --input FILE.csv [--model_version V] [options]
@@ -32,8 +33,8 @@ Options:
   --title T                review title (may be empty)
   --message M              review text (also --text)
   --input FILE.csv         reviews in the dataset's format (polarity,title,text; polarity is kept as
-                           true_polarity); predictions go to stdout as CSV. Readable under data/external
-                           or data/raw
+                           true_polarity); predictions go to stdout as CSV. Readable under ${EXTERNAL_DIR}
+                           or ${RAW_DIR}
   --model_version V        version number, "latest" or "@alias" (also --model-version; default latest)
   --model-name NAME        registered model (default ${DEFAULT_MODEL_NAME}, or MLFLOW_MODEL_NAME)
   --explain                also print the words that pushed the label most, each with the sign and size
@@ -51,7 +52,7 @@ Examples:
   deno task predict --title "Not good" --message "It didn't work" --explain`;
 
 /** The predict stage's command line. */
-export const spec: StageSpec = {
+export const spec = defineStage({
   name: "predict",
   usage: USAGE,
   options: {
@@ -65,7 +66,7 @@ export const spec: StageSpec = {
     explain: { type: "boolean" },
     top: { type: "string" },
   },
-};
+});
 
 /** Longest title plus message predict accepts, in characters. */
 export const MAX_REVIEW_CHARS = 100_000;
@@ -132,12 +133,12 @@ async function predictFile(
   return { json: { model_version: version, input: path, rejected: rejects.length, predictions: rows } };
 }
 
-async function main(ctx: StageContext): Promise<StageResult> {
+async function main(ctx: StageContext<typeof spec.options>): Promise<StageResult> {
   const { values, log, signal } = ctx;
   const versionSpec = parseVersionSpec(modelVersionFlag(values, "latest"), "--model_version");
-  const input = values.input as string | undefined;
-  const title = (values.title as string | undefined) ?? "";
-  const message = (values.message as string | undefined) ?? (values.text as string | undefined);
+  const input = values.input;
+  const title = values.title ?? "";
+  const message = values.message ?? values.text;
   if (input !== undefined && (values.title !== undefined || message !== undefined)) {
     throw new UsageError("give either --input or --title/--message, not both");
   }
@@ -146,9 +147,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
     throw new UsageError("--explain explains one review; give --title/--message instead of --input");
   }
   if (values.top !== undefined && !explain) throw new UsageError("--top applies to --explain; add --explain");
-  const top = values.top === undefined
-    ? 10
-    : parseIntegerFlag("--top", values.top as string, { min: 1, max: 1000 });
+  const top = intFlag("--top", values.top, { min: 1, max: 1000 }) ?? 10;
   if (input === undefined) {
     if (message === undefined && values.title === undefined) {
       throw new UsageError("nothing to predict: give --title and --message, or --input FILE.csv");
@@ -161,7 +160,7 @@ async function main(ctx: StageContext): Promise<StageResult> {
     }
   }
 
-  const mlflow = await connectMlflow({ modelName: values["model-name"] as string | undefined }, log, signal);
+  const mlflow = await connectMlflow({ modelName: values["model-name"] }, log, signal);
   const loaded = await loadRegisteredModel(mlflow.client, mlflow.modelName, versionSpec);
   const version = String(loaded.version.version);
   log.info(`using ${mlflow.modelName} version ${version}`);

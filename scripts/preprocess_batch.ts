@@ -20,7 +20,7 @@
  * @module
  */
 import { join } from "node:path";
-import { runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { defineStage, runStage, type StageContext, type StageResult } from "./_cli.ts";
 import { PREPROCESS_HELP, PREPROCESS_OPTIONS, preprocessStage, workersFlag } from "./_preprocess_cli.ts";
 import { MANIFEST_FILE, readManifest } from "../lib/data/batches.ts";
 import { BATCHES_DIR, batchFileName, listBatchIndexes, PROCESSED_DIR } from "../lib/data/layout.ts";
@@ -40,7 +40,7 @@ Options:
 ${PREPROCESS_HELP.options}`;
 
 /** Command line of the stage. */
-export const spec: StageSpec = {
+export const spec = defineStage({
   name: "preprocess_batch",
   usage: USAGE,
   options: {
@@ -48,11 +48,13 @@ export const spec: StageSpec = {
     ...PREPROCESS_OPTIONS,
   },
   allowPositionals: true,
-};
+});
+
+type PreprocessBatchContext = StageContext<typeof spec.options>;
 
 /** The batch number from `N` or `--batch N`; exactly one of them, a non-negative integer. */
-export function batchNumber(ctx: Pick<StageContext, "values" | "positionals">): number {
-  const flag = typeof ctx.values.batch === "string" ? ctx.values.batch : undefined;
+export function batchNumber(ctx: Pick<PreprocessBatchContext, "values" | "positionals">): number {
+  const flag = ctx.values.batch;
   if (ctx.positionals.length > 1) {
     throw new UsageError(
       `expected one batch number, got ${ctx.positionals.length}: ${ctx.positionals.join(" ")}`,
@@ -68,7 +70,7 @@ export function batchNumber(ctx: Pick<StageContext, "values" | "positionals">): 
 }
 
 /** Tokenizes one batch; see the module doc. */
-export async function main(ctx: StageContext): Promise<StageResult> {
+export async function main(ctx: PreprocessBatchContext): Promise<StageResult> {
   const batch = batchNumber(ctx);
   const workers = workersFlag(ctx);
   const source = join(BATCHES_DIR, batchFileName(batch));

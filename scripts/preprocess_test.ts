@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { requireIngested, runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { defineStage, requireIngested, runStage, type StageContext, type StageResult } from "./_cli.ts";
 import { PREPROCESS_HELP, PREPROCESS_OPTIONS, preprocessStage, workersFlag } from "./_preprocess_cli.ts";
 import { PROCESSED_TEST_PATH, RAW_TEST_PATH } from "../lib/data/layout.ts";
 
@@ -33,14 +33,14 @@ Options:
 ${PREPROCESS_HELP.options}`;
 
 /** Command line of the stage. */
-export const spec: StageSpec = {
+export const spec = defineStage({
   name: "preprocess_test",
   usage: USAGE,
   options: PREPROCESS_OPTIONS,
-};
+});
 
 /** Tokenizes the test set; see the module doc. */
-export async function main(ctx: StageContext): Promise<StageResult> {
+export async function main(ctx: StageContext<typeof spec.options>): Promise<StageResult> {
   const workers = workersFlag(ctx);
   await requireIngested(RAW_TEST_PATH);
 

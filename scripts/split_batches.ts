@@ -17,10 +17,10 @@
  *
  * @module
  */
-import { requireIngested, runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { defineStage, requireIngested, runStage, type StageContext, type StageResult } from "./_cli.ts";
 import { DEFAULT_BATCH_SIZE, splitBatches } from "../lib/data/batches.ts";
 import { UsageError } from "../lib/core/errors.ts";
-import { optionalIntegerFlag, parseIntegerFlag } from "../lib/core/flags.ts";
+import { intFlag } from "../lib/core/flags.ts";
 import { createProgress, type Progress } from "../lib/core/progress.ts";
 import { BATCHES_DIR, RAW_TRAIN_PATH } from "../lib/data/layout.ts";
 
@@ -45,7 +45,7 @@ Options:
 `;
 
 /** Command line of the stage. */
-export const spec: StageSpec = {
+export const spec = defineStage({
   name: "split_batches",
   usage: USAGE,
   options: {
@@ -54,25 +54,17 @@ export const spec: StageSpec = {
     force: { type: "boolean" },
     "skip-space-check": { type: "boolean" },
   },
-};
-
-function stringFlag(ctx: StageContext, name: string): string | undefined {
-  const value = ctx.values[name];
-  return typeof value === "string" ? value : undefined;
-}
+});
 
 /** Splits the training CSV; see the module doc. */
-export async function main(ctx: StageContext): Promise<StageResult> {
-  const batchSizeFlag = stringFlag(ctx, "batch-size");
-  const numBatchesFlag = stringFlag(ctx, "num-batches");
-  if (batchSizeFlag !== undefined && numBatchesFlag !== undefined) {
+export async function main(ctx: StageContext<typeof spec.options>): Promise<StageResult> {
+  const { values } = ctx;
+  if (values["batch-size"] !== undefined && values["num-batches"] !== undefined) {
     throw new UsageError("--batch-size and --num-batches are mutually exclusive; give one of them");
   }
-  const numBatches = numBatchesFlag === undefined
-    ? undefined
-    : parseIntegerFlag("--num-batches", numBatchesFlag, { min: 1 });
+  const numBatches = intFlag("--num-batches", values["num-batches"], { min: 1 });
   const batchSize = numBatches === undefined
-    ? optionalIntegerFlag("--batch-size", batchSizeFlag, DEFAULT_BATCH_SIZE, { min: 1 })
+    ? intFlag("--batch-size", values["batch-size"], { min: 1 }) ?? DEFAULT_BATCH_SIZE
     : undefined;
 
   await requireIngested(RAW_TRAIN_PATH);

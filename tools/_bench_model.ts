@@ -20,14 +20,15 @@ import { ENGINES } from "../lib/models/engines.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
 import { evaluateModel, metricsForMlflow } from "../lib/models/evaluate.ts";
 import { PROCESSED_TEST_PATH, RAW_TEST_PATH } from "../lib/data/layout.ts";
-import { optionalIntegerFlag } from "../lib/core/flags.ts";
+import { intFlag } from "../lib/core/flags.ts";
+import { DEFAULT_FOREST_PARAMS } from "../lib/models/forest/forest.ts";
 import { buildModelFiles, loadModel, sha256Hex } from "../lib/models/artifact.ts";
 import type { Review } from "../lib/data/review.ts";
 import { fileStream, readReviews } from "../lib/data/review_reader.ts";
 import { resolveTrainingBatches, trainLinearModel, trainSentimentModel } from "../lib/models/fit.ts";
 import { APP_VERSION } from "../lib/core/version.ts";
 import { quantile } from "./_bench_report.ts";
-import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
+import { defineStage, runStage, type StageContext, type StageResult } from "../scripts/_cli.ts";
 
 /** Where the helper writes, relative to the scratch root. */
 export const BENCH_DIR = "data/bench";
@@ -53,7 +54,7 @@ Options:
 `;
 
 /** Command line of the helper. */
-export const spec: StageSpec = {
+export const spec = defineStage({
   name: "bench_model",
   usage: USAGE,
   allowPositionals: true,
@@ -65,10 +66,12 @@ export const spec: StageSpec = {
     family: { type: "string" },
     explain: { type: "boolean" },
   },
-};
+});
 
-function modelDir(ctx: StageContext): string {
-  const name = typeof ctx.values.model === "string" ? ctx.values.model : "model";
+type Ctx = StageContext<typeof spec.options>;
+
+function modelDir(ctx: Ctx): string {
+  const name = ctx.values.model ?? "model";
   if (!/^[\w.-]+$/.test(name)) throw new UsageError(`--model must be a folder name, got "${name}"`);
   return join(BENCH_DIR, name);
 }
@@ -79,7 +82,7 @@ async function writeBytesAtomic(path: string, bytes: Uint8Array): Promise<void> 
 }
 
 /** The linear family with its defaults, as `train --model linear` trains it (single-threaded SGD). */
-async function trainLinear(ctx: StageContext): Promise<StageResult> {
+async function trainLinear(ctx: Ctx): Promise<StageResult> {
   const dir = modelDir(ctx);
   const batches = await resolveTrainingBatches(["all"]);
   const trained = await trainLinearModel({
@@ -110,17 +113,13 @@ async function trainLinear(ctx: StageContext): Promise<StageResult> {
   };
 }
 
-async function train(ctx: StageContext): Promise<StageResult> {
-  const family = typeof ctx.values.family === "string" ? ctx.values.family : "forest";
+async function train(ctx: Ctx): Promise<StageResult> {
+  const family = ctx.values.family ?? "forest";
   if (family === "linear") return trainLinear(ctx);
   if (family !== "forest") throw new UsageError(`--family must be forest or linear, got "${family}"`);
-  const trees = optionalIntegerFlag("--trees", ctx.values.trees as string | undefined, 100, { min: 1 });
-  const workers = optionalIntegerFlag(
-    "--workers",
-    ctx.values.workers as string | undefined,
-    navigator.hardwareConcurrency,
-    { min: 1, max: 64 },
-  );
+  const trees = intFlag("--trees", ctx.values.trees, { min: 1 }) ?? DEFAULT_FOREST_PARAMS.trees;
+  const workers = intFlag("--workers", ctx.values.workers, { min: 1, max: 64 }) ??
+    navigator.hardwareConcurrency;
   const dir = modelDir(ctx);
   const batches = await resolveTrainingBatches(["all"]);
   const trained = await trainSentimentModel({
@@ -183,7 +182,7 @@ async function load(dir: string) {
   return { model, loadSeconds: (performance.now() - started) / 1000 };
 }
 
-async function evaluate(ctx: StageContext): Promise<StageResult> {
+async function evaluate(ctx: Ctx): Promise<StageResult> {
   const { model, loadSeconds } = await load(modelDir(ctx));
   const evaluation = await evaluateModel(model, PROCESSED_TEST_PATH, { signal: ctx.signal });
   const metrics = metricsForMlflow(evaluation.metrics);
@@ -207,8 +206,8 @@ async function sampleReviews(limit: number): Promise<Review[]> {
   return reviews;
 }
 
-async function predict(ctx: StageContext): Promise<StageResult> {
-  const calls = optionalIntegerFlag("--calls", ctx.values.calls as string | undefined, 10_000, { min: 10 });
+async function predict(ctx: Ctx): Promise<StageResult> {
+  const calls = intFlag("--calls", ctx.values.calls, { min: 10 }) ?? 10_000;
   const { model, loadSeconds } = await load(modelDir(ctx));
   const reviews = await sampleReviews(2_000);
   const explain = ctx.values.explain === true;
@@ -246,7 +245,7 @@ async function predict(ctx: StageContext): Promise<StageResult> {
 }
 
 /** Runs one mode. */
-export function main(ctx: StageContext): Promise<StageResult> {
+export function main(ctx: Ctx): Promise<StageResult> {
   const [mode, ...rest] = ctx.positionals;
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
   if (mode === "train") return train(ctx);

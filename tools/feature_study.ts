@@ -26,7 +26,7 @@ import {
 import { formatProcessedLine } from "../lib/data/processed_data.ts";
 import { fileStream, readReviews } from "../lib/data/review_reader.ts";
 import { createTokenizer, type TokenizerConfig } from "../lib/features/tokenizer.ts";
-import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
+import { defineStage, runStage, type StageContext, type StageResult } from "../scripts/_cli.ts";
 
 /** One row of the study: a tokenizer configuration and linear parameters. */
 export interface StudyVariant {
@@ -53,7 +53,7 @@ export const VARIANTS: readonly StudyVariant[] = [
 const SEEDS = [1000, 1001, 1002];
 const OUT_DIR = ".tmp-bench/features";
 
-const spec: StageSpec = {
+const spec = defineStage({
   name: "feature_study",
   usage: `Usage: deno task feature_study [--data DIR]
 
@@ -61,7 +61,9 @@ Trains the linear model (10 epochs and the other defaults unless a row says othe
 settings on the real reviews of DIR (default ../shared/data/reviews), and prints accuracy on a random 80/20
 split (3 seeds) and leave-one-source-out (train on all CSV files but one, score that one) as a Markdown table.`,
   options: { data: { type: "string" } },
-};
+});
+
+type Ctx = StageContext<typeof spec.options>;
 
 /**
  * Tokenises every CSV of `dir` with `config` into `<out>/<source>.tsv`, dropping reviews without tokens as
@@ -144,8 +146,8 @@ export async function measure(
 
 const percent = (value: number) => (100 * value).toFixed(1);
 
-async function main(ctx: StageContext): Promise<StageResult> {
-  const dir = (ctx.values.data as string | undefined) ?? "../shared/data/reviews";
+async function main(ctx: Ctx): Promise<StageResult> {
+  const dir = ctx.values.data ?? "../shared/data/reviews";
   let csvs: string[];
   try {
     csvs = (await Array.fromAsync(Deno.readDir(dir))).filter((entry) =>

@@ -6,8 +6,8 @@
  */
 import { UsageError } from "./errors.ts";
 
-/** Options of {@linkcode parseIntegerFlag}. */
-export interface IntegerFlagOptions {
+/** The range a numeric flag accepts (both ends included). */
+export interface FlagRange {
   /** Smallest accepted value. @default {Number.MIN_SAFE_INTEGER} */
   min?: number;
   /** Largest accepted value. @default {Number.MAX_SAFE_INTEGER} */
@@ -27,7 +27,7 @@ export interface IntegerFlagOptions {
  * parseIntegerFlag("--rows", "1000", { min: 1 }); // 1000
  * ```
  */
-export function parseIntegerFlag(flag: string, value: string, options: IntegerFlagOptions = {}): number {
+export function parseIntegerFlag(flag: string, value: string, options: FlagRange = {}): number {
   const min = options.min ?? Number.MIN_SAFE_INTEGER;
   const max = options.max ?? Number.MAX_SAFE_INTEGER;
   const trimmed = value.trim().replaceAll("_", "");
@@ -42,18 +42,53 @@ export function parseIntegerFlag(flag: string, value: string, options: IntegerFl
   return parsed;
 }
 
+/**
+ * Parses an integer flag that may be absent.
+ *
+ * @param flag Flag name for the message, e.g. `--epochs`.
+ * @param value The raw value, `undefined` when the flag was not given.
+ * @param range The accepted range.
+ * @returns The integer, or `undefined` when the flag was not given (so `?? DEFAULT` applies the default).
+ *
+ * @example Usage
+ * ```ts
+ * import { intFlag } from "./flags.ts";
+ * intFlag("--epochs", "3", { min: 1, max: 1000 }) ?? 10; // 3
+ * intFlag("--epochs", undefined, { min: 1, max: 1000 }) ?? 10; // 10
+ * ```
+ */
+export function intFlag(flag: string, value: string | undefined, range: FlagRange = {}): number | undefined {
+  return value === undefined ? undefined : parseIntegerFlag(flag, value, range);
+}
+
 /** Parses an optional integer flag, returning `fallback` when the flag was not given. */
 export function optionalIntegerFlag(
   flag: string,
   value: string | undefined,
   fallback: number,
-  options: IntegerFlagOptions = {},
+  options: FlagRange = {},
 ): number {
   return value === undefined ? fallback : parseIntegerFlag(flag, value, options);
 }
 
+/**
+ * Parses a number flag that may be absent; see {@linkcode intFlag}.
+ *
+ * @param flag Flag name for the message, e.g. `--lr`.
+ * @param value The raw value, `undefined` when the flag was not given.
+ * @param range The accepted range.
+ * @returns The number, or `undefined` when the flag was not given.
+ */
+export function numberFlag(
+  flag: string,
+  value: string | undefined,
+  range: FlagRange = {},
+): number | undefined {
+  return value === undefined ? undefined : parseNumberFlag(flag, value, range);
+}
+
 /** Parses a finite number flag, e.g. a fraction. */
-export function parseNumberFlag(flag: string, value: string, options: IntegerFlagOptions = {}): number {
+export function parseNumberFlag(flag: string, value: string, options: FlagRange = {}): number {
   const parsed = Number(value);
   if (value.trim() === "" || !Number.isFinite(parsed)) {
     throw new UsageError(`${flag} expects a number, got ${JSON.stringify(value)}`);
