@@ -26,6 +26,12 @@ export const LINEAR_SEARCH_SPACE: Readonly<SearchSpace<LinearParams>> = Object.f
   dim: [10, 20],
 });
 
+/** Trials of a search when the command line names no count. */
+export const DEFAULT_SEARCH_TRIALS = 8;
+
+/** Share of the training reviews a search holds out to score its trials on. */
+export const DEFAULT_VALIDATION_FRACTION = 0.1;
+
 /** One planned trial: its number (from 0, in plan order) and the parameters it sets. */
 export interface Trial<P> {
   index: number;
