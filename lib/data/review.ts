@@ -25,13 +25,3 @@ export const LABEL_MAP: Readonly<Record<Polarity, SentimentLabel>> = Object.free
   1: "negative",
   2: "positive",
 });
-
-/** Returns the label of a polarity. */
-export function labelOf(polarity: Polarity): SentimentLabel {
-  return LABEL_MAP[polarity];
-}
-
-/** Whether a value is a valid polarity. */
-export function isPolarity(value: unknown): value is Polarity {
-  return value === 1 || value === 2;
-}
