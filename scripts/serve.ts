@@ -47,7 +47,7 @@ import { ReloadingModelProvider } from "../lib/serving/model_provider.ts";
 import { ScoringPool } from "../lib/serving/scoring_pool.ts";
 import { SupervisedServer } from "../lib/serving/supervised_server.ts";
 import { DEFAULT_LIMITS } from "../lib/serving/validation.ts";
-import denoConfig from "../deno.json" with { type: "json" };
+import { APP_VERSION } from "../lib/core/version.ts";
 
 /** Version spec served when `--model_version` is not given. */
 export const DEFAULT_MODEL_VERSION = "@champion";
@@ -219,7 +219,7 @@ export async function main(ctx: StageContext): Promise<StageResult> {
   }));
   const api = createApi({
     provider,
-    appVersion: denoConfig.version,
+    appVersion: APP_VERSION,
     limits,
     log,
     requestLog,

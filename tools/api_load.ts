@@ -40,7 +40,7 @@ import { createApi } from "../lib/serving/handler.ts";
 import { staticModelProvider } from "../lib/serving/model_provider.ts";
 import { SAMPLE_REVIEWS } from "./_sample_reviews.ts";
 import { runWrk, wrkScript, type WrkSummary } from "./_wrk.ts";
-import denoConfig from "../deno.json" with { type: "json" };
+import { APP_VERSION } from "../lib/core/version.ts";
 
 /** The target of the issue, for this 2-core machine. */
 export const TARGET = Object.freeze({ requestsPerSecond: 2000, p99Ms: 20 });
@@ -197,7 +197,7 @@ async function startStandIn(signal: AbortSignal): Promise<{ base: string; stop()
 async function serveStandIn(ctx: StageContext): Promise<StageResult> {
   const api = createApi({
     provider: staticModelProvider(wordListModel()),
-    appVersion: denoConfig.version,
+    appVersion: APP_VERSION,
     log: createLogger({ json: true, name: "serve" }),
   });
   const server = Deno.serve({

@@ -52,7 +52,7 @@ import { probeParallelism, type ProbeResult } from "./_bench_probe.ts";
 import { summarizeProfile } from "./_cpu_profile.ts";
 import { SAMPLE_REVIEWS } from "./_sample_reviews.ts";
 import { runWrk, type WrkResult, wrkResult, wrkScript } from "./_wrk.ts";
-import denoConfig from "../deno.json" with { type: "json" };
+import { APP_VERSION } from "../lib/core/version.ts";
 
 const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** Scratch folder of the run (git-ignored). */
@@ -142,7 +142,7 @@ export function benchModelFiles(seed: number): Map<string, Uint8Array> {
   return buildModelFiles({
     engineName: LINEAR_ENGINE_NAME,
     engineBytes: serializeLinear(model),
-    appVersion: denoConfig.version,
+    appVersion: APP_VERSION,
     runId: `bench-run-${seed}`,
   });
 }
