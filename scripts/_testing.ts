@@ -7,12 +7,11 @@
  *
  * @module
  */
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { MlflowClient } from "../lib/tracking/mlflow_client.ts";
+import { copyProject, REPO_ROOT } from "./_project_root.ts";
 
-/** The repository root. */
-export const REPO_ROOT: string = join(dirname(fileURLToPath(import.meta.url)), "..");
+export { REPO_ROOT };
 
 /** A temporary project root. */
 export interface ProjectRoot extends AsyncDisposable {
@@ -29,28 +28,12 @@ export interface StageRun {
   stderr: string;
 }
 
-async function copyTree(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    const source = join(from, entry.name);
-    const target = join(to, entry.name);
-    if (entry.isDirectory) await copyTree(source, target);
-    // Test files are copied too: `scripts/preprocess_test.ts` is a stage whose name only looks like one.
-    else if (entry.isFile) await Deno.copyFile(source, target);
-  }
-}
-
 /** Creates a temporary project root; removed on dispose unless `KEEP_TEST_ROOTS` is set. */
 export async function createProjectRoot(): Promise<ProjectRoot> {
   const base = join(REPO_ROOT, ".tmp-test");
   await Deno.mkdir(base, { recursive: true });
   const path = await Deno.makeTempDir({ dir: base, prefix: "root-" });
-  await Deno.copyFile(join(REPO_ROOT, "deno.json"), join(path, "deno.json"));
-  await Deno.copyFile(join(REPO_ROOT, "deno.lock"), join(path, "deno.lock"));
-  await copyTree(join(REPO_ROOT, "scripts"), join(path, "scripts"));
-  await copyTree(join(REPO_ROOT, "tools"), join(path, "tools"));
-  await copyTree(join(REPO_ROOT, "lib"), join(path, "lib"));
-  await Deno.mkdir(join(path, "data"), { recursive: true });
+  await copyProject(path);
   const keep = Deno.permissions.querySync({ name: "env", variable: "KEEP_TEST_ROOTS" }).state === "granted" &&
     Deno.env.get("KEEP_TEST_ROOTS");
   return {

@@ -160,34 +160,6 @@ export function failureReason(run: MeasuredRun, timeoutSeconds: number): string 
 }
 
 /**
- * Copies what a stage needs to run into a fresh project root (deno.json, deno.lock, scripts/, tools/,
- * lib/, an empty data/): permission paths in deno.json are relative to the config file, so stages run there with
- * their real permission sets and touch only that root's data/, never the repository's.
- *
- * @param repoRoot The repository.
- * @param root The new root; removed first if it exists.
- */
-export async function createScratchRoot(repoRoot: string, root: string): Promise<void> {
-  await Deno.remove(root, { recursive: true }).catch((error) => {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  });
-  await Deno.mkdir(join(root, "data"), { recursive: true });
-  await Deno.copyFile(join(repoRoot, "deno.json"), join(root, "deno.json"));
-  await Deno.copyFile(join(repoRoot, "deno.lock"), join(root, "deno.lock"));
-  for (const folder of ["scripts", "tools", "lib"]) {
-    await copyTree(join(repoRoot, folder), join(root, folder));
-  }
-}
-
-async function copyTree(from: string, to: string): Promise<void> {
-  await Deno.mkdir(to, { recursive: true });
-  for await (const entry of Deno.readDir(from)) {
-    if (entry.isDirectory) await copyTree(join(from, entry.name), join(to, entry.name));
-    else if (entry.isFile) await Deno.copyFile(join(from, entry.name), join(to, entry.name));
-  }
-}
-
-/**
  * The `deno run ...` arguments of a task in deno.json, with `$VARIABLES` (optional extra grants such as
  * `$MLFLOW_ALLOW_NET`) dropped and the leading `deno` removed.
  *

@@ -8,6 +8,7 @@
  */
 import { UsageError } from "../lib/core/errors.ts";
 import { parseIntegerFlag } from "../lib/core/flags.ts";
+import { formatBytes } from "../lib/core/format.ts";
 
 /** How a measured step ended. */
 export type StepStatus = "ok" | "failed" | "timeout" | "skipped";
@@ -232,14 +233,6 @@ export function formatSeconds(seconds: number): string {
   if (seconds < 100) return `${seconds.toFixed(1)} s`;
   const text = `${formatCount(seconds)} s`;
   return seconds >= 600 ? `${text} (${(seconds / 60).toFixed(1)} min)` : text;
-}
-
-/** Bytes as MB (10^6) or GB, e.g. `183 MB`, `2.41 GB`; "–" when unknown. */
-export function formatBytes(bytes: number | null | undefined): string {
-  if (bytes === null || bytes === undefined || !Number.isFinite(bytes)) return "–";
-  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
-  if (bytes >= 1e7) return `${Math.round(bytes / 1e6)} MB`;
-  return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
 /** A rate with thousands separators and no decimals above 100, e.g. `41,250`; "–" when not finite. */

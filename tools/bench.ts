@@ -23,8 +23,7 @@
  * @module
  */
 import { cpus } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join, resolve } from "node:path";
 import { exists, writeFileAtomic } from "../lib/core/atomic_file.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
 import { lockOutputs } from "../lib/core/lock.ts";
@@ -32,7 +31,6 @@ import { optionalIntegerFlag } from "../lib/core/flags.ts";
 import type { Logger } from "../lib/core/log.ts";
 import { createRandom } from "../lib/data/sample_data.ts";
 import {
-  createScratchRoot,
   failureReason,
   GNU_TIME,
   type MeasuredRun,
@@ -45,7 +43,6 @@ import {
   DEFAULT_SIZES,
   DOCS_BEGIN,
   DOCS_END,
-  formatBytes,
   formatCount,
   formatRate,
   formatScore,
@@ -70,8 +67,9 @@ import {
 import { probeParallelism } from "./_bench_probe.ts";
 import { API_BENCH_OPTIONS, type ApiBenchReport, renderReport } from "./bench_api.ts";
 import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
+import { formatBytes } from "../lib/core/format.ts";
+import { copyProject, REPO_ROOT } from "../scripts/_project_root.ts";
 
-const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** The real development reviews, relative to the repository. */
 export const REAL_DIR = "../shared/data/reviews";
 /** Scratch folder (git-ignored). */
@@ -935,7 +933,10 @@ export async function main(ctx: StageContext): Promise<StageResult> {
   const started = performance.now();
   for (const dataset of datasets) {
     const root = join(config.out, dataset.slug);
-    await createScratchRoot(REPO_ROOT, root);
+    await Deno.remove(root, { recursive: true }).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+    await copyProject(root, REPO_ROOT);
     if (dataset.real) {
       const counts = await prepareReal(realDir, join(root, "data/external/real"));
       dataset.train = counts.train;

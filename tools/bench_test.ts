@@ -7,7 +7,6 @@ import {
   type DatasetReport,
   DOCS_BEGIN,
   DOCS_END,
-  formatBytes,
   formatRatio,
   formatSeconds,
   judgeTargets,
@@ -27,6 +26,7 @@ import {
   TRAIN_PHASE_PREFIX,
 } from "./_bench_report.ts";
 import { createProjectRoot, REPO_ROOT, runTask } from "../scripts/_testing.ts";
+import { formatBytes } from "../lib/core/format.ts";
 
 Deno.test("parseTimeOutput() reads wall, CPU and peak RSS from GNU time's last line", () => {
   assert.deepEqual(parseTimeOutput("12.34 20.10 0.50 204800\n"), {

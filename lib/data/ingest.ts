@@ -27,11 +27,11 @@ import {
   downloadKaggleFile,
   type DownloadProgress,
   type DownloadResult,
-  formatBytes,
   type KaggleCredentials,
   redactUrl,
   removeDownload,
 } from "./kaggle.ts";
+import { formatBytes } from "../core/format.ts";
 import type { Logger } from "../core/log.ts";
 import { createProgress, defaultProgressMode } from "../core/progress.ts";
 import { readReviews, type ReadStats, type RejectedRow } from "./review_reader.ts";

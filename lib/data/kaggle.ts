@@ -21,6 +21,7 @@ import { basename } from "node:path";
 import { PipelineError, UsageError } from "../core/errors.ts";
 import { fileSize } from "../core/atomic_file.ts";
 import { describeFsError } from "../core/os_error.ts";
+import { formatBytes } from "../core/format.ts";
 
 /** The dataset this project trains on. */
 export const KAGGLE_DATASET = "kritanjalijain/amazon-reviews";
@@ -300,22 +301,6 @@ function networkReason(error: unknown): string {
 function firstLine(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.split("\n")[0]!.trim();
-}
-
-/**
- * A byte count for humans, in decimal units as download tools show them.
- *
- * @example Usage
- * ```ts
- * import { formatBytes } from "./kaggle.ts";
- * formatBytes(1_234_567); // "1.2 MB"
- * ```
- */
-export function formatBytes(bytes: number): string {
-  if (bytes < 1e3) return `${bytes} B`;
-  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} kB`;
-  if (bytes < 1e9) return `${(bytes / 1e6).toFixed(1)} MB`;
-  return `${(bytes / 1e9).toFixed(2)} GB`;
 }
 
 /** `md5` of an `x-goog-hash: crc32c=...,md5=...` header, base64-encoded, if present. */
