@@ -55,8 +55,8 @@ workflow-lint: $(LINT_STAMP) ## Lint .github/workflows/ with actionlint and zizm
 	@$(LINT_VENV)/bin/actionlint -no-color .github/workflows/*.yml
 	@$(LINT_VENV)/bin/zizmor --offline --quiet --no-progress .github/workflows/
 
-check: setup ## Type-check every module (deno check)
-	$(DENO) check -q --frozen scripts/ tools/ lib/
+check: setup ## Type-check every module and the examples in their JSDoc (deno check --doc)
+	$(DENO) check -q --frozen --doc scripts/ tools/ lib/
 
 test: fmt lint check docker-lint airflow-install mlflow-test ## Run every test (fmt, lint, check, then deno test against a throw-away MLflow at :5501); ends with "N passed, N failed"
 	@mkdir -p .tmp-test

@@ -3,7 +3,7 @@
  *
  * Built on `npm:@zip.js/zip.js`: a {@linkcode ZipReader} over {@linkcode FsFileReader}, a random-access
  * reader on a `Deno.FsFile`, so only the central directory and the current window of compressed data are
- * in memory (about 125 MB peak on a 488 MB entry, see docs in /work/shared/notes/deno-ecosystem.md §3).
+ * in memory (about 125 MB peak measured on a 488 MB entry).
  * Web workers are off: Deno runs `DecompressionStream` on the JS thread anyway, and workers would need
  * extra permissions and only cost time. `checkCrc32` is on, which is what turns a flipped byte into an
  * error instead of silently corrupt training data.

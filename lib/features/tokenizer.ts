@@ -21,19 +21,12 @@
  *    product domains: a model trained on small or single-domain data has seen few of the words a new
  *    domain uses, but their lexicon tokens it has seen often.
  *
- * Measured on /work/shared/data/reviews (18,753 real reviews, 5-fold CV, binary bag of words; accuracy
- * of naive Bayes / logistic regression): a plain `[a-z0-9']+` split 83.4 / 84.6; this tokenizer with `t:`
- * and plain title copies and no lexicon 86.7 / 86.7. Without negation marking 84.7 / 85.2.
- * Lemmas changed it by -0.3 / -0.1 (-0.5 / -0.4 on titled reviews), so they are off: compromise tags a
- * word in ~65 µs, a cold cache then runs 6× slower (6k vs 34k reviews/s), and loading compromise adds
- * ~170 ms and ~40 MB to every process and worker. It is loaded only on demand ({@linkcode loadLemmatizer})
- * and, when it is, runs once per distinct word, never per review.
- *
- * For the default model family (the hashed linear model) plain titles and the lexicon were chosen on the
- * same data with `deno task feature_study`: a random 80/20 split (3 seeds) and leave-one-source-out (train on
- * seven of the eight sources, score the eighth: what transfers to unseen domains). Against `t:` plus plain
- * title copies without lexicon (10 epochs): plain titles 88.7 vs 88.7 random split, 84.4 vs 83.5 pooled
- * leave-one-source-out; plain titles and the lexicon 89.2 and 85.3 (`docs/model/index.md` has the table).
+ * Why these settings (the measurements, and the settings tried and dropped, are in `docs/model/index.md`,
+ * "Text features"): negation marking and the title handling lift a bag of words from 84.6% to 86.7%
+ * (logistic regression, 5-fold on 18.7k real reviews); plain titles and the lexicon lift the linear model
+ * on product domains it never saw from 83.5% to 85.3% (leave one source out); lemmas lower accuracy by 0.1
+ * to 0.3 points and make a cold run 6× slower, so they are off and compromise is loaded only on demand
+ * ({@linkcode loadLemmatizer}), once per distinct word when it is.
  *
  * Every setting that changes tokens is recorded with each model ({@linkcode TokenizerInfo}), and a model is
  * served by a tokenizer rebuilt from its own record ({@linkcode createTokenizerFromInfo}), so a model
