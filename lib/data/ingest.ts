@@ -22,15 +22,13 @@ import { refuseEscapingLink } from "../core/read_guard.ts";
 import { formatRejectedRaw, formatReviewLine, quoteCsvField } from "./csv.ts";
 import { PipelineError } from "../core/errors.ts";
 import {
-  describeCredentials,
   downloadFile,
-  downloadKaggleFile,
   type DownloadProgress,
   type DownloadResult,
-  type KaggleCredentials,
   redactUrl,
   removeDownload,
-} from "./kaggle.ts";
+} from "./download.ts";
+import { describeCredentials, downloadKaggleFile, type KaggleCredentials } from "./kaggle.ts";
 import { formatBytes } from "../core/format.ts";
 import type { Logger } from "../core/log.ts";
 import { createProgress, defaultProgressMode } from "../core/progress.ts";

@@ -2,17 +2,19 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import {
-  authorizationHeader,
   checkNetPermission,
   downloadFile,
-  downloadKaggleFile,
   googMd5,
   HttpStatusError,
-  kaggleDownloadUrl,
   type NetCheck,
-  parseApiBase,
   parseContentRange,
   redactUrl,
+} from "./download.ts";
+import {
+  authorizationHeader,
+  downloadKaggleFile,
+  kaggleDownloadUrl,
+  parseApiBase,
   resolveKaggleCredentials,
 } from "./kaggle.ts";
 import { PipelineError, UsageError } from "../core/errors.ts";
