@@ -3,6 +3,7 @@
  * formatted into Markdown tables, how the targets of the benchmark issue are judged, how GNU `time`'s
  * report (CPU time, peak RSS) is read, and how the generated block is spliced into `docs/benchmarks.md`
  * without touching the sections other people write there. No I/O, so `bench_test.ts` covers it quickly.
+ * Over 600 lines because it is the whole report page; its tables read best side by side.
  *
  * @module
  */

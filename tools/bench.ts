@@ -14,6 +14,10 @@
  * Run: `deno task bench [--sizes N,N] [--full] [--no-peers] ...` (`deno run -q -P=bench tools/bench.ts`),
  * or `make bench ARGS="..."`. Not part of `make test`: a default run takes about 8 minutes on 2 idle cores.
  *
+ * Over 600 lines because it is the benchmark's driver, one function per measured step in run order; what
+ * can be tested without running anything (figures, tables, targets, parsing) is in `_bench_report.ts`,
+ * process handling in `_bench_process.ts`.
+ *
  * @example Usage
  * ```sh
  * deno task bench --sizes 2000,10000 --no-docs   # a quick smoke run

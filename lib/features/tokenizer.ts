@@ -34,6 +34,9 @@
  *
  * Tokens never contain whitespace, so they can be stored space-separated (see `lib/data/processed_data.ts`).
  *
+ * Over 600 lines on purpose: it is the one tokenizer, and every step above has to stay in one place so that
+ * training and serving cannot diverge.
+ *
  * @example Usage
  * ```ts
  * import { tokenizeReview } from "./tokenizer.ts";

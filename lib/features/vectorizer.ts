@@ -20,6 +20,9 @@
  * Tokens are expected without spaces (a bigram is written "a b"); a space inside a token is replaced by
  * "_", and empty tokens are skipped, in fitting and transforming alike.
  *
+ * About 600 lines: the builder and the {@linkcode Vectorizer} it produces share the term normalisation and
+ * the serialised form, and must never drift apart.
+ *
  * @module
  */
 import { PipelineError } from "../core/errors.ts";
