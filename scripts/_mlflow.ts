@@ -10,6 +10,8 @@ import { type Experiment, MlflowClient } from "../lib/tracking/mlflow_client.ts"
 import { reapAbandonedRuns } from "../lib/tracking/run_lifecycle.ts";
 import {
   checkMlflowNetGrant,
+  DEFAULT_EXPERIMENT_NAME,
+  DEFAULT_TRACKING_URI,
   MLFLOW_ENV_NAMES,
   type MlflowConfig,
   resolveMlflowConfig,
@@ -22,8 +24,8 @@ export const DEFAULT_MODEL_NAME = "amazon-reviews-sentiment";
 
 /** Usage lines every MLflow stage prints about its environment. */
 export const MLFLOW_ENV_USAGE = `Environment:
-  MLFLOW_TRACKING_URI        tracking server (default http://127.0.0.1:5500; \`make mlflow\` starts one)
-  MLFLOW_EXPERIMENT_NAME     experiment (default amazon-reviews-training)
+  MLFLOW_TRACKING_URI        tracking server (default ${DEFAULT_TRACKING_URI}; \`make mlflow\` starts one)
+  MLFLOW_EXPERIMENT_NAME     experiment (default ${DEFAULT_EXPERIMENT_NAME})
   MLFLOW_MODEL_NAME          registered model name (default ${DEFAULT_MODEL_NAME})
   MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD   basic auth
   MLFLOW_TRACKING_TOKEN      bearer token (when no username/password)

@@ -24,6 +24,9 @@ import { modelVersionFlag } from "./_model_flags.ts";
 import { openInput } from "../lib/core/read_guard.ts";
 import { EXTERNAL_DIR, RAW_DIR } from "../lib/data/layout.ts";
 
+/** Version predicted with when `--model_version` is not given. */
+export const DEFAULT_MODEL_VERSION = "latest";
+
 const USAGE = `Usage: deno task predict --title T --message M [--model_version V] [options]
        deno task predict --input FILE.csv [--model_version V] [options]
 
@@ -35,7 +38,7 @@ Options:
   --input FILE.csv         reviews in the dataset's format (polarity,title,text; polarity is kept as
                            true_polarity); predictions go to stdout as CSV. Readable under ${EXTERNAL_DIR}
                            or ${RAW_DIR}
-  --model_version V        version number, "latest" or "@alias" (also --model-version; default latest)
+  --model_version V        version number, "latest" or "@alias" (also --model-version; default ${DEFAULT_MODEL_VERSION})
   --model-name NAME        registered model (default ${DEFAULT_MODEL_NAME}, or MLFLOW_MODEL_NAME)
   --explain                also print the words that pushed the label most, each with the sign and size
                            of its contribution (exact: they add up to the model's score), and the
@@ -135,7 +138,7 @@ async function predictFile(
 
 async function main(ctx: StageContext<typeof spec.options>): Promise<StageResult> {
   const { values, log, signal } = ctx;
-  const versionSpec = parseVersionSpec(modelVersionFlag(values, "latest"), "--model_version");
+  const versionSpec = parseVersionSpec(modelVersionFlag(values, DEFAULT_MODEL_VERSION), "--model_version");
   const input = values.input;
   const title = values.title ?? "";
   const message = values.message ?? values.text;

@@ -33,6 +33,9 @@ import { defineStage, runStage, type StageContext, type StageResult } from "../s
 /** Where the helper writes, relative to the scratch root. */
 export const BENCH_DIR = "data/bench";
 
+/** Timed predict calls when `--calls` is not given. */
+const DEFAULT_CALLS = 10_000;
+
 const USAGE =
   `Usage: deno run -q -P=bench_model tools/_bench_model.ts train|evaluate|predict [options] [--json]
 
@@ -45,9 +48,9 @@ Benchmark helper of "deno task bench"; runs inside its scratch project root.
 Options:
   --model NAME     model folder under ${BENCH_DIR} (default model)
   --family F       train: forest (default) or linear (the fastText-style family, its defaults)
-  --trees N        trees (train; default 100)
+  --trees N        trees (train; default ${DEFAULT_FOREST_PARAMS.trees})
   --workers N      tree-building workers (train; default: number of cores)
-  --calls N        timed predict calls (predict; default 10000)
+  --calls N        timed predict calls (predict; default ${DEFAULT_CALLS})
   --explain        predict: time explain calls (the words' exact contributions) instead
   --json           print the figures as one JSON object on stdout
   -h, --help       show this help
@@ -207,7 +210,7 @@ async function sampleReviews(limit: number): Promise<Review[]> {
 }
 
 async function predict(ctx: Ctx): Promise<StageResult> {
-  const calls = intFlag("--calls", ctx.values.calls, { min: 10 }) ?? 10_000;
+  const calls = intFlag("--calls", ctx.values.calls, { min: 10 }) ?? DEFAULT_CALLS;
   const { model, loadSeconds } = await load(modelDir(ctx));
   const reviews = await sampleReviews(2_000);
   const explain = ctx.values.explain === true;
