@@ -1,7 +1,7 @@
 /**
  * Test support for the Docker and orchestration files: runs `docker/entrypoint.sh` (the images' entry point)
  * locally, the way a container would, in a throw-away copy of the image's `/app` made by
- * `createProjectRoot()` (deno.json, deno.lock, scripts/, lib/, data/), with this machine's Deno standing in
+ * `createProjectRoot()` (deno.json, deno.lock, scripts/, tools/, lib/, data/), with this machine's Deno standing in
  * for the image's and an environment as bare as a container's.
  *
  * @module
