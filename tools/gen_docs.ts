@@ -1,7 +1,8 @@
 /**
  * Generates `docs/model/scripts.md` from each stage's own `--help` text and the Makefile's `## ` target
  * comments, so the reference cannot drift from the code: `docs/docs_test.ts` fails when the committed
- * file differs from what this renders.
+ * file differs from what this renders. The help texts come from running each stage's task with `--help`,
+ * as a user would, so this tool imports no stage.
  *
  * @example
  * ```sh
@@ -10,27 +11,42 @@
  *
  * @module
  */
-import type { StageSpec } from "../scripts/_cli.ts";
-import { spec as ingest } from "../scripts/ingest.ts";
-import { spec as splitBatches } from "../scripts/split_batches.ts";
-import { spec as preprocessBatch } from "../scripts/preprocess_batch.ts";
-import { spec as preprocessTest } from "../scripts/preprocess_test.ts";
-import { spec as train } from "../scripts/train.ts";
-import { spec as evaluate } from "../scripts/evaluate.ts";
-import { spec as predict } from "../scripts/predict.ts";
-import { spec as serve } from "../scripts/serve.ts";
+import { join } from "node:path";
+import { taskArgs } from "./_bench_process.ts";
 
-/** Every stage, in pipeline order. */
-export const STAGES: readonly StageSpec[] = [
-  ingest,
-  splitBatches,
-  preprocessBatch,
-  preprocessTest,
-  train,
-  evaluate,
-  predict,
-  serve,
+/** Every stage, in pipeline order (each is the deno.json task of the same name). */
+export const STAGES: readonly string[] = [
+  "ingest",
+  "split_batches",
+  "preprocess_batch",
+  "preprocess_test",
+  "train",
+  "evaluate",
+  "predict",
+  "serve",
 ];
+
+/**
+ * A stage's `--help`, printed by its deno.json task run with this Deno.
+ *
+ * @param stage The stage (task) name.
+ * @param root The project root.
+ * @throws {Error} when the stage does not exit 0.
+ */
+export async function stageHelp(stage: string, root = "."): Promise<string> {
+  const config = JSON.parse(await Deno.readTextFile(join(root, "deno.json")));
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: [...taskArgs(config.tasks, stage), "--help"],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  if (!output.success) {
+    throw new Error(`deno task ${stage} --help failed (${output.code}): ${decoder.decode(output.stderr)}`);
+  }
+  return decoder.decode(output.stdout);
+}
 
 /** Where the generated reference lives. */
 export const SCRIPTS_DOC = "docs/model/scripts.md";
@@ -90,7 +106,7 @@ export async function renderScriptsDoc(root = "."): Promise<string> {
     "",
   ];
   for (const stage of STAGES) {
-    lines.push(`## ${stage.name}`, "", "```text", stage.usage.trimEnd(), "```", "");
+    lines.push(`## ${stage}`, "", "```text", (await stageHelp(stage, root)).trimEnd(), "```", "");
   }
   return lines.join("\n");
 }
