@@ -71,7 +71,7 @@ Deno.test("format helpers pick units and precision by size", () => {
   assert.equal(formatSeconds(42.37), "42.4 s");
   assert.equal(formatSeconds(1234), "1,234 s (20.6 min)");
   assert.equal(formatBytes(183_400_000), "183 MB");
-  assert.equal(formatBytes(2_414_000_000), "2.41 GB");
+  assert.equal(formatBytes(2_414_000_000), "2.4 GB");
   assert.equal(formatBytes(null), "–");
   assert.equal(formatRatio(30, 3), "10.0×");
   assert.equal(formatRatio(0.91, 0.92), "0.99×");

@@ -4,9 +4,11 @@
  * @module
  */
 
+const BYTE_UNITS = ["B", "kB", "MB", "GB", "TB"] as const;
+
 /**
- * A byte count in decimal units, as download tools and `ls -h --si` show them: one decimal below 10 MB,
- * whole megabytes up to a gigabyte, two decimals above; "–" when the count is unknown.
+ * A byte count in decimal units, as `df -H` and download tools print them: one decimal below 10 of a
+ * unit, whole numbers from 10; "–" when the count is unknown.
  *
  * @example Usage
  * ```ts
@@ -18,9 +20,11 @@
  */
 export function formatBytes(bytes: number | null | undefined): string {
   if (bytes === null || bytes === undefined || !Number.isFinite(bytes)) return "–";
-  if (bytes < 1e3) return `${bytes} B`;
-  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} kB`;
-  if (bytes < 1e7) return `${(bytes / 1e6).toFixed(1)} MB`;
-  if (bytes < 1e9) return `${Math.round(bytes / 1e6)} MB`;
-  return `${(bytes / 1e9).toFixed(2)} GB`;
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < BYTE_UNITS.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value >= 10 || unit === 0 ? Math.round(value) : value.toFixed(1)} ${BYTE_UNITS[unit]}`;
 }

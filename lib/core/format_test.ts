@@ -1,13 +1,21 @@
 import { strict as assert } from "node:assert";
 import { formatBytes } from "./format.ts";
 
-Deno.test("formatBytes() picks the unit and the precision by size", () => {
-  assert.equal(formatBytes(0), "0 B");
-  assert.equal(formatBytes(999), "999 B");
-  assert.equal(formatBytes(698_361), "698.4 kB");
-  assert.equal(formatBytes(1_234_567), "1.2 MB");
-  assert.equal(formatBytes(183_400_000), "183 MB");
-  assert.equal(formatBytes(2_414_000_000), "2.41 GB");
+Deno.test("formatBytes() prints decimal units as df -H does, and a dash when the count is unknown", () => {
+  assert.deepEqual(
+    [0, 999, 1000, 15_300, 698_361, 1_234_567, 2_500_000, 183_400_000, 1.5e9].map(formatBytes),
+    [
+      "0 B",
+      "999 B",
+      "1.0 kB",
+      "15 kB",
+      "698 kB",
+      "1.2 MB",
+      "2.5 MB",
+      "183 MB",
+      "1.5 GB",
+    ],
+  );
   assert.equal(formatBytes(null), "–");
   assert.equal(formatBytes(undefined), "–");
   assert.equal(formatBytes(NaN), "–");

@@ -13,6 +13,7 @@
 import { dirname } from "node:path";
 import { statfs } from "node:fs/promises";
 import { PipelineError } from "./errors.ts";
+import { formatBytes } from "./format.ts";
 
 /** The error codes {@linkcode describeFsError} explains. */
 export const FS_ERROR_CODES = ["ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EMFILE", "ENFILE"] as const;
@@ -75,18 +76,6 @@ export function fsErrorCode(error: unknown): FsErrorCode | undefined {
 /** The path in a Deno error message such as `... (os error 28): writefile 'data/raw/x'`, if any. */
 function pathInMessage(message: string): string | undefined {
   return /: \w+ '([^']+)'(?: -> '[^']+')?$/.exec(message)?.[1];
-}
-
-/** `1.5 GB`, `12 MB`, `800 kB`: decimal units, as `df -H` prints them. */
-export function formatSize(bytes: number): string {
-  const units = ["B", "kB", "MB", "GB", "TB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${value >= 10 || unit === 0 ? Math.round(value) : value.toFixed(1)} ${units[unit]}`;
 }
 
 /**
@@ -160,13 +149,13 @@ export async function describeFsError(
       const free = await freeBytes(path);
       // Measured after the caller removed its temporary files: what a rerun would find.
       const facts = [
-        context.neededBytes !== undefined ? `needs about ${formatSize(context.neededBytes)}` : "",
-        free !== undefined ? `${formatSize(free)} free` : "",
+        context.neededBytes !== undefined ? `needs about ${formatBytes(context.neededBytes)}` : "",
+        free !== undefined ? `${formatBytes(free)} free` : "",
       ].filter((fact) => fact !== "");
       const shortfall = context.neededBytes !== undefined && free !== undefined
         ? context.neededBytes - free
         : undefined;
-      const amount = shortfall !== undefined && shortfall > 0 ? ` at least ${formatSize(shortfall)} of` : "";
+      const amount = shortfall !== undefined && shortfall > 0 ? ` at least ${formatBytes(shortfall)} of` : "";
       message = code === "ENOSPC"
         ? `no space left on the device holding ${path}${facts.length ? ` (${facts.join(", ")})` : ""}; ` +
           `free${amount} space there, or move data/ to a larger disk, then run again`
@@ -221,10 +210,10 @@ export async function ensureFreeSpace(dir: string, neededBytes: number, basis: s
   const free = await freeBytes(dir);
   if (free === undefined || free >= neededBytes) return;
   throw new FileSystemError(
-    `${dir} needs about ${formatSize(neededBytes)} (${basis}) but ${
-      formatSize(free)
+    `${dir} needs about ${formatBytes(neededBytes)} (${basis}) but ${
+      formatBytes(free)
     } is free on its device; ` +
-      `free at least ${formatSize(neededBytes - free)} there or move data/ to a larger disk, ` +
+      `free at least ${formatBytes(neededBytes - free)} there or move data/ to a larger disk, ` +
       "or pass --skip-space-check to try anyway",
     "ENOSPC",
     dir,

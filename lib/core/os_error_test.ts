@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { describeFsError, FileSystemError, formatSize, fsErrorCode } from "./os_error.ts";
+import { describeFsError, FileSystemError, fsErrorCode } from "./os_error.ts";
 
 function osError(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
@@ -65,15 +65,4 @@ Deno.test("fsErrorCode() reads the code, or the OS error number of older message
   assert.equal(fsErrorCode(new Error("Disk quota exceeded (os error 122)")), "EDQUOT");
   assert.equal(fsErrorCode(new Error("Too many open files (os error 24)")), "EMFILE");
   assert.equal(fsErrorCode(new Error("something else")), undefined);
-});
-
-Deno.test("formatSize() prints decimal units as df -H does", () => {
-  assert.deepEqual([0, 999, 1000, 15_300, 2_500_000, 1.5e9].map(formatSize), [
-    "0 B",
-    "999 B",
-    "1.0 kB",
-    "15 kB",
-    "2.5 MB",
-    "1.5 GB",
-  ]);
 });
