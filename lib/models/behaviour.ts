@@ -159,7 +159,7 @@ const CHECKS: readonly BehaviourCheck[] = [
  * @example Usage
  * ```ts
  * import { runBehaviourChecks } from "./behaviour.ts";
- * const always = { predict: () => ({ label: "positive", probability: 0.9, positiveProbability: 0.9 }) };
+ * const always = { predict: () => ({ label: "positive" as const, probability: 0.9, positiveProbability: 0.9 }) };
  * runBehaviourChecks(always).filter((r) => r.passed).length; // the checks a constant model passes
  * ```
  */

@@ -27,7 +27,8 @@
  *
  * @module
  */
-import type { ScoreScale } from "./explanation.ts";
+/** What a model's score is: a logit (the probability is its sigmoid) or the probability itself. */
+export type ScoreScale = "logit" | "probability";
 
 /** A calibrator: maps a model's raw score to the probability the model serves. */
 export type Calibration =

@@ -21,10 +21,7 @@
  * @module
  */
 import type { TokenSource } from "../features/tokenizer.ts";
-import { calibratedProbability, type Calibration } from "./calibration.ts";
-
-/** What a model's score is: a logit (the probability is its sigmoid) or the probability itself. */
-export type ScoreScale = "logit" | "probability";
+import { calibratedProbability, type Calibration, type ScoreScale } from "./calibration.ts";
 
 /** One feature's share of a score. */
 export interface FeatureContribution {

@@ -7,6 +7,9 @@
  * the reviews unless `refit` is off. A share of the reviews can be held out to measure calibration (and fit
  * a calibrator saved in the model); every version gets a model card that evaluate completes.
  *
+ * About 700 lines because the forest run, the linear run and the search share one sequence of run steps
+ * (start, inputs, calibration, upload, register, card), which must stay the same for every family.
+ *
  * @module
  */
 import { PipelineError, UsageError } from "../core/errors.ts";

@@ -11,6 +11,9 @@
  * each tree with an O(1) test per node; ~98% of steps go to the adjacent left child ("word absent").
  * For many reviews on all cores, see `parallel_predict.ts`.
  *
+ * About 650 lines because training, prediction and the exact decomposition of a prediction over its path
+ * all walk the same flat node layout, which is defined here.
+ *
  * @module
  */
 import { PipelineError } from "../../core/errors.ts";
