@@ -24,6 +24,9 @@ import { modelVersionFlag } from "./_model_flags.ts";
 import { openInput } from "../lib/core/read_guard.ts";
 import { EXTERNAL_DIR, RAW_DIR } from "../lib/data/layout.ts";
 
+/** Words `--explain` prints when `--top` is not given. */
+export const DEFAULT_TOP = 10;
+
 /** Version predicted with when `--model_version` is not given. */
 export const DEFAULT_MODEL_VERSION = "latest";
 
@@ -43,7 +46,7 @@ Options:
   --explain                also print the words that pushed the label most, each with the sign and size
                            of its contribution (exact: they add up to the model's score), and the
                            tokens it became (a negated "good" shows as not_good)
-  --top N                  how many words --explain prints (default 10)
+  --top N                  how many words --explain prints (default ${DEFAULT_TOP})
   --json                   print {"label","polarity","probability","model_version"} on stdout
                            (with --explain, also "explanation": every word, the top features)
   -h, --help               show this help
@@ -91,7 +94,7 @@ async function predictFile(
   }
   let file: Deno.FsFile;
   try {
-    file = await openInput(path, ["data/external", "data/raw"]);
+    file = await openInput(path, [EXTERNAL_DIR, RAW_DIR]);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) throw new PipelineError(`${path} not found`);
     throw error;
@@ -150,7 +153,7 @@ async function main(ctx: StageContext<typeof spec.options>): Promise<StageResult
     throw new UsageError("--explain explains one review; give --title/--message instead of --input");
   }
   if (values.top !== undefined && !explain) throw new UsageError("--top applies to --explain; add --explain");
-  const top = intFlag("--top", values.top, { min: 1, max: 1000 }) ?? 10;
+  const top = intFlag("--top", values.top, { min: 1, max: 1000 }) ?? DEFAULT_TOP;
   if (input === undefined) {
     if (message === undefined && values.title === undefined) {
       throw new UsageError("nothing to predict: give --title and --message, or --input FILE.csv");
