@@ -6,18 +6,19 @@
  *
  * @example A stage built on it
  * ```ts
- * import type { StageContext, StageResult, StageSpec } from "./_cli.ts";
+ * import { defineStage, type StageContext, type StageResult } from "./_cli.ts";
  * import { PREPROCESS_HELP, PREPROCESS_OPTIONS, preprocessStage, workersFlag } from "./_preprocess_cli.ts";
+ * import { PROCESSED_TEST_PATH, RAW_TEST_PATH } from "../lib/data/layout.ts";
  *
  * const usage = `Usage: deno task preprocess_test ${PREPROCESS_HELP.flags}
  *
  * Options:
  * ${PREPROCESS_HELP.options}`;
- * const spec: StageSpec = { name: "preprocess_test", usage, options: PREPROCESS_OPTIONS };
+ * const spec = defineStage({ name: "preprocess_test", usage, options: PREPROCESS_OPTIONS });
  *
- * async function main(ctx: StageContext): Promise<StageResult> {
+ * async function main(ctx: StageContext<typeof spec.options>): Promise<StageResult> {
  *   const workers = workersFlag(ctx); // before the input checks: a bad flag is a usage error (exit 2)
- *   const [source, output] = ["data/raw/test.csv", "data/processed/test.tsv"];
+ *   const [source, output] = [RAW_TEST_PATH, PROCESSED_TEST_PATH];
  *   return await preprocessStage(ctx, { source, output, workers });
  * }
  * ```

@@ -31,11 +31,11 @@
  *
  * @module
  */
-import { readEnv, runStage, type StageContext, type StageResult, type StageSpec } from "./_cli.ts";
+import { defineStage, readEnv, runStage, type StageContext, type StageResult } from "./_cli.ts";
 import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
-import { optionalIntegerFlag } from "../lib/core/flags.ts";
+import { intFlag } from "../lib/core/flags.ts";
 import { createLogger } from "../lib/core/log.ts";
 import { MLFLOW_ENV_NAMES, netGrantHost, resolveMlflowConfig } from "../lib/tracking/mlflow_config.ts";
 import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
@@ -57,6 +57,9 @@ export const DEFAULT_FALLBACK_VERSION = "latest";
 export const DEFAULT_PORT = 8000;
 /** Listen address when neither `--host` nor `HOST` is given (all interfaces, as in a container). */
 export const DEFAULT_HOST = "0.0.0.0";
+
+/** Scoring threads besides the server's own: none unless measured worth it (deno task bench --api). */
+const DEFAULT_SCORE_WORKERS = 0;
 
 /** Shortest `--reload-interval` accepted: a reload queries MLflow, so it must never run unbounded. */
 const MIN_RELOAD_INTERVAL_S = 1;
@@ -83,7 +86,7 @@ Options:
   --reload-interval S  Least seconds between two POST /reload (default ${
   DEFAULT_RELOAD_INTERVAL_MS / 1000
 }; SIGHUP is not limited)
-  --score-workers N    Threads that score batches of 32+ reviews besides the server's own (default 0;
+  --score-workers N    Threads that score batches of 32+ reviews besides the server's own (default ${DEFAULT_SCORE_WORKERS};
                        worth it only with idle cores: measure with deno task bench --api)
   --no-access-log      Do not log one line per request
   --json               On exit, print {requests, model} as JSON on stdout
@@ -98,7 +101,7 @@ ${MLFLOW_ENV_USAGE}
 `;
 
 /** Command line of the stage. */
-export const spec: StageSpec = {
+export const spec = defineStage({
   name: "serve",
   usage: USAGE,
   options: {
@@ -114,12 +117,7 @@ export const spec: StageSpec = {
     "score-workers": { type: "string" },
     "no-access-log": { type: "boolean" },
   },
-};
-
-function stringFlag(ctx: StageContext, name: string): string | undefined {
-  const value = ctx.values[name];
-  return typeof value === "string" ? value : undefined;
-}
+});
 
 /**
  * Checks a listen address before binding, so a typo or a missing grant fails with a clear line. A
@@ -146,48 +144,31 @@ function checkListenAddress(host: string, port: number, mlflowHost: string): voi
 }
 
 /** Serves until SIGINT/SIGTERM; see the module doc. */
-export async function main(ctx: StageContext): Promise<StageResult> {
+export async function main(ctx: StageContext<typeof spec.options>): Promise<StageResult> {
   const env = readEnv(["PORT", "HOST", "SERVE_RELOAD_TOKEN"]);
   const versionSpec = modelVersionFlag(ctx.values, DEFAULT_MODEL_VERSION);
   // Parsed here too (the loader parses it again), so a bad spec is a usage error before any network call.
   parseVersionSpec(versionSpec, "--model_version");
-  const portFlag = stringFlag(ctx, "port");
+  const { values } = ctx;
+  const portFlag = values.port;
   const portSource = portFlag === undefined && env.PORT !== undefined ? "PORT" : "--port";
-  const port = optionalIntegerFlag(portSource, portFlag ?? env.PORT, DEFAULT_PORT, { min: 0, max: 65_535 });
-  const host = stringFlag(ctx, "host") ?? env.HOST ?? DEFAULT_HOST;
+  const port = intFlag(portSource, portFlag ?? env.PORT, { min: 0, max: 65_535 }) ?? DEFAULT_PORT;
+  const host = values.host ?? env.HOST ?? DEFAULT_HOST;
   const limits = {
-    maxBatch: optionalIntegerFlag("--max-batch", stringFlag(ctx, "max-batch"), DEFAULT_LIMITS.maxBatch, {
-      min: 1,
-      max: 100_000,
-    }),
-    maxBodyBytes: optionalIntegerFlag(
-      "--max-body-bytes",
-      stringFlag(ctx, "max-body-bytes"),
-      DEFAULT_LIMITS.maxBodyBytes,
-      { min: 1024, max: 256 * 1024 * 1024 },
-    ),
+    maxBatch: intFlag("--max-batch", values["max-batch"], { min: 1, max: 100_000 }) ??
+      DEFAULT_LIMITS.maxBatch,
+    maxBodyBytes:
+      intFlag("--max-body-bytes", values["max-body-bytes"], { min: 1024, max: 256 * 1024 * 1024 }) ??
+        DEFAULT_LIMITS.maxBodyBytes,
   };
-  const maxInFlight = optionalIntegerFlag(
-    "--max-in-flight",
-    stringFlag(ctx, "max-in-flight"),
-    DEFAULT_MAX_IN_FLIGHT,
-    {
-      min: 1,
-      max: 1_000_000,
-    },
-  );
-  const reloadIntervalS = optionalIntegerFlag(
-    "--reload-interval",
-    stringFlag(ctx, "reload-interval"),
-    DEFAULT_RELOAD_INTERVAL_MS / 1000,
-    { min: MIN_RELOAD_INTERVAL_S, max: 86_400 },
-  );
-  const scoreWorkers = optionalIntegerFlag(
-    "--score-workers",
-    stringFlag(ctx, "score-workers"),
-    0,
-    { min: 0, max: 64 },
-  );
+  const maxInFlight = intFlag("--max-in-flight", values["max-in-flight"], { min: 1, max: 1_000_000 }) ??
+    DEFAULT_MAX_IN_FLIGHT;
+  const reloadIntervalS = intFlag("--reload-interval", values["reload-interval"], {
+    min: MIN_RELOAD_INTERVAL_S,
+    max: 86_400,
+  }) ?? DEFAULT_RELOAD_INTERVAL_MS / 1000;
+  const scoreWorkers = intFlag("--score-workers", values["score-workers"], { min: 0, max: 64 }) ??
+    DEFAULT_SCORE_WORKERS;
   // The listen address is checked before MLflow is contacted: it is the cheaper mistake to report.
   const trackingUri = resolveMlflowConfig({}, readEnv(MLFLOW_ENV_NAMES)).trackingUri;
   checkListenAddress(host, port, netGrantHost(trackingUri));
@@ -199,7 +180,7 @@ export async function main(ctx: StageContext): Promise<StageResult> {
   globalThis.addEventListener("unload", out.flush);
   const log = createLogger({ json: true, name: "serve", sink: out.writeNow });
   const requestLog = createLogger({ json: true, name: "serve", sink: out.write });
-  const mlflow = await connectMlflow({ modelName: stringFlag(ctx, "model-name") }, log, ctx.signal);
+  const mlflow = await connectMlflow({ modelName: values["model-name"] }, log, ctx.signal);
   // Checksums and decoding run on a worker thread, so a reload does not stall the requests being served;
   // batches are scored on every core.
   using loader = new BackgroundModelLoader();

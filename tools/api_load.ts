@@ -30,10 +30,10 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
+import { defineStage, runStage, type StageContext, type StageResult } from "../scripts/_cli.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
 import { parseReviewLine } from "../lib/data/csv.ts";
-import { optionalIntegerFlag } from "../lib/core/flags.ts";
+import { intFlag } from "../lib/core/flags.ts";
 import { createLogger } from "../lib/core/log.ts";
 import { wordListModel } from "../lib/serving/_wordlist_model.ts";
 import { createApi } from "../lib/serving/handler.ts";
@@ -56,6 +56,9 @@ const MAX_FILE_REVIEWS = 2000;
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
 
+/** The flags' values when not given. */
+const DEFAULTS = { duration: 15, warmup: 3, connections: 64, threads: 1, batch: 1 } as const;
+
 const USAGE =
   `Usage: deno run -q --allow-run=wrk,node_modules/deno/deno --allow-net=127.0.0.1 --allow-write=/tmp --allow-sys=loadavg \\
          tools/api_load.ts [--url URL] [--duration S] [--warmup S] [--connections N] [--threads N]
@@ -68,12 +71,12 @@ answers, and reports requests/s, latency percentiles and errors of both phases a
 Options:
   --url URL          A running server on loopback, e.g. http://127.0.0.1:8000 (default: start a
                      stand-in server with the word-list model on a free loopback port)
-  --duration S       Seconds of each measured phase (default 15, at most 300)
+  --duration S       Seconds of each measured phase (default ${DEFAULTS.duration}, at most 300)
   --rate R           Requests/s offered in the paced phase (default ${DEFAULT_RATE}; 0 skips it)
-  --warmup S         Seconds of load before measuring, not counted (default 3, 0 to skip)
-  --connections N    Concurrent connections (default 64; more make the paced rate less sensitive to latency)
-  --threads N        wrk threads (default 1, which leaves the other core to the server)
-  --batch N          Reviews per request (default 1)
+  --warmup S         Seconds of load before measuring, not counted (default ${DEFAULTS.warmup}, 0 to skip)
+  --connections N    Concurrent connections (default ${DEFAULTS.connections}; more make the paced rate less sensitive to latency)
+  --threads N        wrk threads (default ${DEFAULTS.threads}, which leaves the other core to the server)
+  --batch N          Reviews per request (default ${DEFAULTS.batch})
   --reviews FILE     Take the request bodies from the first ${MAX_FILE_REVIEWS} rows of a CSV in the dataset's
                      format (polarity,title,text), e.g. data/raw/test.csv; needs --allow-read=FILE
                      (default: 12 built-in reviews, shorter than the dataset's average)
@@ -83,7 +86,7 @@ Options:
 `;
 
 /** Command line of the tool. */
-export const spec: StageSpec = {
+export const spec = defineStage({
   name: "api_load",
   usage: USAGE,
   options: {
@@ -98,7 +101,9 @@ export const spec: StageSpec = {
     check: { type: "boolean" },
     "serve-stand-in": { type: "boolean" },
   },
-};
+});
+
+type Ctx = StageContext<typeof spec.options>;
 
 /**
  * Reads up to {@linkcode MAX_FILE_REVIEWS} reviews from a CSV in the dataset's format, streaming, so a
@@ -194,7 +199,7 @@ async function startStandIn(signal: AbortSignal): Promise<{ base: string; stop()
 }
 
 /** The stand-in server's own main: listens on a free loopback port and prints `{"port": N}`. */
-async function serveStandIn(ctx: StageContext): Promise<StageResult> {
+async function serveStandIn(ctx: Ctx): Promise<StageResult> {
   const api = createApi({
     provider: staticModelProvider(wordListModel()),
     appVersion: APP_VERSION,
@@ -266,16 +271,17 @@ function describePhase(name: string, phase: PhaseResult): string {
 }
 
 /** Runs the load test; see the module doc. */
-export async function main(ctx: StageContext): Promise<StageResult> {
+export async function main(ctx: Ctx): Promise<StageResult> {
   if (ctx.values["serve-stand-in"] === true) return await serveStandIn(ctx);
 
-  const str = (name: string) => typeof ctx.values[name] === "string" ? ctx.values[name] as string : undefined;
-  const duration = optionalIntegerFlag("--duration", str("duration"), 15, { min: 1, max: 300 });
-  const warmup = optionalIntegerFlag("--warmup", str("warmup"), 3, { min: 0, max: 60 });
-  const connections = optionalIntegerFlag("--connections", str("connections"), 64, { min: 1, max: 10_000 });
-  const threads = optionalIntegerFlag("--threads", str("threads"), 1, { min: 1, max: 64 });
-  const batch = optionalIntegerFlag("--batch", str("batch"), 1, { min: 1, max: 1000 });
-  const rate = optionalIntegerFlag("--rate", str("rate"), DEFAULT_RATE, { min: 0, max: 1_000_000 });
+  const { values } = ctx;
+  const duration = intFlag("--duration", values.duration, { min: 1, max: 300 }) ?? DEFAULTS.duration;
+  const warmup = intFlag("--warmup", values.warmup, { min: 0, max: 60 }) ?? DEFAULTS.warmup;
+  const connections = intFlag("--connections", values.connections, { min: 1, max: 10_000 }) ??
+    DEFAULTS.connections;
+  const threads = intFlag("--threads", values.threads, { min: 1, max: 64 }) ?? DEFAULTS.threads;
+  const batch = intFlag("--batch", values.batch, { min: 1, max: 1000 }) ?? DEFAULTS.batch;
+  const rate = intFlag("--rate", values.rate, { min: 0, max: 1_000_000 }) ?? DEFAULT_RATE;
   if (connections < threads) throw new UsageError("--connections must be at least --threads");
   // wrk pauses in whole milliseconds; below 2 ms per connection the offered rate would be far off.
   if (rate > 0 && (connections * 1000) / rate < 2) {
@@ -286,7 +292,7 @@ export async function main(ctx: StageContext): Promise<StageResult> {
     );
   }
   let url: URL | undefined;
-  const rawUrl = str("url");
+  const rawUrl = values.url;
   if (rawUrl !== undefined) {
     try {
       url = new URL(rawUrl);
@@ -309,7 +315,7 @@ export async function main(ctx: StageContext): Promise<StageResult> {
   const standIn = url ? undefined : await startStandIn(ctx.signal);
   const base = url ? url.origin : standIn!.base;
   const server = url ? `server at ${base}` : "stand-in server (word-list model)";
-  const reviewsFile = str("reviews");
+  const reviewsFile = values.reviews;
   const reviews = reviewsFile === undefined ? SAMPLE_REVIEWS : await readReviewFile(reviewsFile);
   const bodies = reviews.map((_, i) =>
     JSON.stringify(

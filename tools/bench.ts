@@ -31,7 +31,8 @@ import { join, resolve } from "node:path";
 import { exists, writeFileAtomic } from "../lib/core/atomic_file.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
 import { lockOutputs } from "../lib/core/lock.ts";
-import { optionalIntegerFlag } from "../lib/core/flags.ts";
+import { intFlag } from "../lib/core/flags.ts";
+import { DEFAULT_FOREST_PARAMS } from "../lib/models/forest/forest.ts";
 import type { Logger } from "../lib/core/log.ts";
 import { createRandom } from "../lib/data/sample_data.ts";
 import {
@@ -70,12 +71,16 @@ import {
 } from "./_bench_report.ts";
 import { probeParallelism } from "./_bench_probe.ts";
 import { API_BENCH_OPTIONS, type ApiBenchReport, renderReport } from "./bench_api.ts";
-import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
+import { defineStage, runStage, type StageContext, type StageResult } from "../scripts/_cli.ts";
 import { formatBytes } from "../lib/core/format.ts";
 import { copyProject, REPO_ROOT } from "../scripts/_project_root.ts";
 
 /** The real development reviews, relative to the repository. */
 export const REAL_DIR = "../shared/data/reviews";
+/** Training reviews above which scikit-learn's forest is skipped. */
+const DEFAULT_PEERS_MAX = 200_000;
+/** Training reviews above which TF-IDF + LR and fastText are skipped. */
+const DEFAULT_FAST_PEERS_MAX = 1_000_000;
 /** Scratch folder (git-ignored). */
 export const DEFAULT_OUT = ".tmp-bench";
 /** The page the results go to. */
@@ -100,11 +105,11 @@ Options:
   --sizes N,N,...     training reviews of the generated data sets (default ${DEFAULT_SIZES.join(",")};
                       100k and 1m are accepted)
   --full              add the dataset's full size, ${formatCount(FULL_SIZE)} (adds 15 to 20 minutes)
-  --trees N           trees of every forest (default 100)
+  --trees N           trees of every forest (default ${DEFAULT_FOREST_PARAMS.trees})
   --workers N         training workers and peer threads (default: number of cores)
   --no-peers          skip scikit-learn and fastText
-  --peers-max N       skip scikit-learn's forest above N training reviews (default 200000)
-  --fast-peers-max N  skip TF-IDF + LR and fastText above N training reviews (default 1000000)
+  --peers-max N       skip scikit-learn's forest above N training reviews (default ${DEFAULT_PEERS_MAX})
+  --fast-peers-max N  skip TF-IDF + LR and fastText above N training reviews (default ${DEFAULT_FAST_PEERS_MAX})
   --no-real           skip the real reviews
   --out DIR           scratch folder, emptied per data set (default ${DEFAULT_OUT})
   --keep              keep each data set's scratch files
@@ -124,7 +129,7 @@ Peers need ${PYTHON} with scikit-learn and ${FASTTEXT} (Debian: make bench-deps)
 `;
 
 /** Command line of the benchmark. */
-export const spec: StageSpec = {
+export const spec = defineStage({
   name: "bench",
   usage: USAGE,
   options: {
@@ -144,13 +149,15 @@ export const spec: StageSpec = {
     api: { type: "boolean" },
     ...API_BENCH_OPTIONS,
   },
-};
+});
+
+type Ctx = StageContext<typeof spec.options>;
 
 /**
  * `--api`: runs the API benchmark as its own process with its own permission set (it starts servers and
  * wrk; this one starts only `timeout`), and returns its report.
  */
-async function runApiBench(ctx: StageContext): Promise<StageResult> {
+async function runApiBench(ctx: Ctx): Promise<StageResult> {
   const args = Deno.args.filter((arg) => arg !== "--api" && arg !== "--json");
   const child = new Deno.Command(TIMEOUT, {
     args: [
@@ -216,30 +223,21 @@ function budget(step: keyof typeof BUDGETS, reviews: number): number {
   return Math.min(7200, base + (perMillion * reviews) / 1e6);
 }
 
-function stringFlag(ctx: StageContext, name: string): string | undefined {
-  const value = ctx.values[name];
-  return typeof value === "string" ? value : undefined;
-}
-
-function resolveConfig(ctx: StageContext): BenchConfig {
-  const sizes = parseSizes(stringFlag(ctx, "sizes") ?? DEFAULT_SIZES.join(","));
+function resolveConfig(ctx: Ctx): BenchConfig {
+  const sizes = parseSizes(ctx.values.sizes ?? DEFAULT_SIZES.join(","));
   if (ctx.values.full === true && !sizes.includes(FULL_SIZE)) sizes.push(FULL_SIZE);
-  const out = stringFlag(ctx, "out") ?? DEFAULT_OUT;
+  const out = ctx.values.out ?? DEFAULT_OUT;
   if (resolve(REPO_ROOT, out) === REPO_ROOT) {
     throw new UsageError("--out must be a scratch folder, not the repository");
   }
   return {
     sizes,
-    trees: optionalIntegerFlag("--trees", stringFlag(ctx, "trees"), 100, { min: 1, max: 32767 }),
-    workers: optionalIntegerFlag("--workers", stringFlag(ctx, "workers"), navigator.hardwareConcurrency, {
-      min: 1,
-      max: 64,
-    }),
+    trees: intFlag("--trees", ctx.values.trees, { min: 1, max: 32767 }) ?? DEFAULT_FOREST_PARAMS.trees,
+    workers: intFlag("--workers", ctx.values.workers, { min: 1, max: 64 }) ?? navigator.hardwareConcurrency,
     peers: ctx.values["no-peers"] !== true,
-    peersMax: optionalIntegerFlag("--peers-max", stringFlag(ctx, "peers-max"), 200_000, { min: 0 }),
-    fastPeersMax: optionalIntegerFlag("--fast-peers-max", stringFlag(ctx, "fast-peers-max"), 1_000_000, {
-      min: 0,
-    }),
+    peersMax: intFlag("--peers-max", ctx.values["peers-max"], { min: 0 }) ?? DEFAULT_PEERS_MAX,
+    fastPeersMax: intFlag("--fast-peers-max", ctx.values["fast-peers-max"], { min: 0 }) ??
+      DEFAULT_FAST_PEERS_MAX,
     real: ctx.values["no-real"] !== true,
     out: resolve(REPO_ROOT, out),
     keep: ctx.values.keep === true,
@@ -874,9 +872,10 @@ function commandLine(args: readonly string[]): string {
 const DOCS_SKELETON = `# Benchmarks\n\n## Pipeline benchmark\n\n${DOCS_BEGIN}\n${DOCS_END}\n`;
 
 /** Runs the benchmark; see the module doc. */
-export async function main(ctx: StageContext): Promise<StageResult> {
+export async function main(ctx: Ctx): Promise<StageResult> {
   if (ctx.values.api === true) return await runApiBench(ctx);
-  const given = Object.keys(API_BENCH_OPTIONS).find((name) => ctx.values[name] !== undefined);
+  const given = (Object.keys(API_BENCH_OPTIONS) as (keyof typeof API_BENCH_OPTIONS)[])
+    .find((name) => ctx.values[name] !== undefined);
   if (given) throw new UsageError(`--${given} is an option of --api (the API benchmark); add --api`);
   const config = resolveConfig(ctx);
   const { log, signal } = ctx;

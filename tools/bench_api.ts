@@ -39,14 +39,14 @@ import { fileURLToPath } from "node:url";
 import { createFakeMlflow, type FakeMlflowState } from "../lib/tracking/_fake_mlflow.ts";
 import { PipelineError, UsageError } from "../lib/core/errors.ts";
 import { writeFileAtomic } from "../lib/core/atomic_file.ts";
-import { optionalIntegerFlag } from "../lib/core/flags.ts";
+import { intFlag } from "../lib/core/flags.ts";
 import { LinearModel } from "../lib/models/linear/model.ts";
 import { LINEAR_ENGINE_NAME, serializeLinear } from "../lib/models/linear/model_format.ts";
 import { DEFAULT_LINEAR_PARAMS } from "../lib/models/linear/trainer.ts";
 import { buildModelFiles } from "../lib/models/artifact.ts";
 import { generateReviews } from "../lib/data/sample_data.ts";
 import { tokenizeReview } from "../lib/features/tokenizer.ts";
-import { runStage, type StageContext, type StageResult, type StageSpec } from "../scripts/_cli.ts";
+import { defineStage, runStage, type StageContext, type StageResult } from "../scripts/_cli.ts";
 import { markdownTable } from "./_bench_report.ts";
 import { formatBytes } from "../lib/core/format.ts";
 import { probeParallelism, type ProbeResult } from "./_bench_probe.ts";
@@ -81,6 +81,16 @@ export const TARGETS = Object.freeze({
   reloadP99Ratio: 2,
 });
 
+/** The flags' values when not given. */
+const DEFAULTS = {
+  duration: 10,
+  connections: 32,
+  threads: 2,
+  rounds: 1,
+  reloads: 3,
+  scoreWorkers: 0,
+} as const;
+
 const USAGE = `Usage: deno task bench --api [options]
 
 Measures the inference API (scripts/serve.ts with a linear model of make demo's shape, loaded from a
@@ -88,12 +98,12 @@ fake MLflow on loopback) beside a bare Deno.serve, with wrk, and writes the tabl
 Needs wrk (make bench-deps). Takes about 2 minutes per round with the defaults.
 
 Options:
-  --duration S      seconds per row (default 10)
-  --connections N   concurrent connections (default 32)
-  --threads N       wrk threads (default 2)
-  --rounds N        measure every row N times and report the median row (default 1)
-  --reloads N       reload windows, and as many windows without a reload (default 3)
-  --score-workers N the servers' --score-workers (default 0: batches scored on the server's thread)
+  --duration S      seconds per row (default ${DEFAULTS.duration})
+  --connections N   concurrent connections (default ${DEFAULTS.connections})
+  --threads N       wrk threads (default ${DEFAULTS.threads})
+  --rounds N        measure every row N times and report the median row (default ${DEFAULTS.rounds})
+  --reloads N       reload windows, and as many windows without a reload (default ${DEFAULTS.reloads})
+  --score-workers N the servers' --score-workers (default ${DEFAULTS.scoreWorkers}: batches scored on the server's thread)
   --profile         also profile the /predict row (V8 CPU profile) and print where the time goes
   --out DIR         scratch folder (default ${DEFAULT_OUT})
   --no-docs         do not update ${DOCS_PATH}
@@ -113,7 +123,7 @@ export const API_BENCH_OPTIONS = {
 } as const;
 
 /** Command line of the API benchmark. */
-export const spec: StageSpec = {
+export const spec = defineStage({
   name: "bench_api",
   usage: USAGE,
   options: {
@@ -123,7 +133,9 @@ export const spec: StageSpec = {
     api: { type: "boolean" },
     "baseline-server": { type: "boolean" },
   },
-};
+});
+
+type Ctx = StageContext<typeof spec.options>;
 
 // --- The model and the fake MLflow ----------------------------------------------------------------------
 
@@ -521,35 +533,27 @@ function spliceDocs(existing: string, block: string): string {
 
 // --- Main ----------------------------------------------------------------------------------------------
 
-function stringFlag(ctx: StageContext, name: string): string | undefined {
-  const value = ctx.values[name];
-  return typeof value === "string" ? value : undefined;
-}
-
 function loadAverage(): number[] {
   return Deno.loadavg().map((value) => Math.round(value * 100) / 100);
 }
 
 /** Runs the benchmark; see the module doc. */
-export async function main(ctx: StageContext): Promise<StageResult> {
+export async function main(ctx: Ctx): Promise<StageResult> {
   if (ctx.values["baseline-server"] === true) {
     await serveBaseline();
     return { json: {} };
   }
-  const duration = optionalIntegerFlag("--duration", stringFlag(ctx, "duration"), 10, { min: 1, max: 600 });
-  const connections = optionalIntegerFlag("--connections", stringFlag(ctx, "connections"), 32, {
-    min: 1,
-    max: 10_000,
-  });
-  const threads = optionalIntegerFlag("--threads", stringFlag(ctx, "threads"), 2, { min: 1, max: 64 });
-  const rounds = optionalIntegerFlag("--rounds", stringFlag(ctx, "rounds"), 1, { min: 1, max: 20 });
-  const reloadWindows = optionalIntegerFlag("--reloads", stringFlag(ctx, "reloads"), 3, { min: 1, max: 50 });
-  const scoreWorkers = optionalIntegerFlag("--score-workers", stringFlag(ctx, "score-workers"), 0, {
-    min: 0,
-    max: 64,
-  });
+  const { values } = ctx;
+  const duration = intFlag("--duration", values.duration, { min: 1, max: 600 }) ?? DEFAULTS.duration;
+  const connections = intFlag("--connections", values.connections, { min: 1, max: 10_000 }) ??
+    DEFAULTS.connections;
+  const threads = intFlag("--threads", values.threads, { min: 1, max: 64 }) ?? DEFAULTS.threads;
+  const rounds = intFlag("--rounds", values.rounds, { min: 1, max: 20 }) ?? DEFAULTS.rounds;
+  const reloadWindows = intFlag("--reloads", values.reloads, { min: 1, max: 50 }) ?? DEFAULTS.reloads;
+  const scoreWorkers = intFlag("--score-workers", values["score-workers"], { min: 0, max: 64 }) ??
+    DEFAULTS.scoreWorkers;
   if (connections < threads) throw new UsageError("--connections must be at least --threads");
-  const out = resolve(REPO_ROOT, stringFlag(ctx, "out") ?? DEFAULT_OUT);
+  const out = resolve(REPO_ROOT, values.out ?? DEFAULT_OUT);
   if (out === REPO_ROOT) throw new UsageError("--out must be a scratch folder, not the repository");
   await Deno.mkdir(out, { recursive: true });
   const signal = ctx.signal;

@@ -61,16 +61,6 @@ export function intFlag(flag: string, value: string | undefined, range: FlagRang
   return value === undefined ? undefined : parseIntegerFlag(flag, value, range);
 }
 
-/** Parses an optional integer flag, returning `fallback` when the flag was not given. */
-export function optionalIntegerFlag(
-  flag: string,
-  value: string | undefined,
-  fallback: number,
-  options: FlagRange = {},
-): number {
-  return value === undefined ? fallback : parseIntegerFlag(flag, value, options);
-}
-
 /**
  * Parses a number flag that may be absent; see {@linkcode intFlag}.
  *
