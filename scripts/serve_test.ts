@@ -142,6 +142,25 @@ Deno.test("serve loads the model from MLflow, answers, reloads on SIGHUP without
   assert.deepEqual((await invocations.json()).predictions.map((p: { label: string }) => p.label), [
     "negative",
   ]);
+  // Explanations through the real server: asked for, exact, and linked to the model card.
+  assert.equal(version.body.model_explainable, true);
+  assert.equal(
+    (version.body.model_card as { page: string }).page,
+    `${mlflow.uri}/#/models/${NAME}/versions/1`,
+  );
+  const explained =
+    await (await predict(base, { title: "Not great", message: "Terrible, broke fast", explain: true }))
+      .json();
+  const e = explained.explanation;
+  const total = e.words.reduce(
+    (sum: number, w: { contribution: number }) => sum + w.contribution,
+    e.bias + e.absent,
+  );
+  assert.ok(Math.abs(total - e.score) < 1e-9 && e.probability === explained.positive_probability);
+  assert.deepEqual(e.words.find((w: { text: string }) => w.text === "Terrible").tokens, [
+    "terrible",
+    "_lexneg_",
+  ]);
 
   // Move the alias, then SIGHUP while a stream of requests runs: every one must succeed.
   state.aliases.champion = "2";

@@ -99,7 +99,10 @@ export interface Explanation {
    * size of contribution.
    */
   features: RankedFeature[];
-  /** Every word that became a token, in review order (title first). */
+  /**
+   * Every word the model's features came from, in review order (title first): a word whose tokens the
+   * model has no feature for (a forest's vocabulary lacks it) is not listed.
+   */
   words: WordContribution[];
   /** The sum of all absent features' contributions, listed or not (0 for the linear model). */
   absent: number;
@@ -235,7 +238,7 @@ export interface ExplanationJson {
   calibrated: boolean;
   /** Sum of the absent features' contributions: `bias + Σ words.contribution + absent = score`. */
   absent: number;
-  /** Every word that became a token, in review order (title first), for highlighting. */
+  /** Every word the model's features came from, in review order (title first), for highlighting. */
   words: Array<Omit<WordContribution, "contribution"> & { contribution: number }>;
   /** The features with the largest contributions, largest first. */
   top_features: RankedFeature[];

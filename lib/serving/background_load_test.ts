@@ -3,7 +3,7 @@ import { ENGINES } from "../models/engines.ts";
 import { LinearModel } from "../models/linear/model.ts";
 import { loadModel } from "../models/artifact.ts";
 import { linearModelFiles } from "./_linear_model.ts";
-import { buildTinyModelFiles } from "./_tiny_model.ts";
+import { buildTinyLinearModelFiles, buildTinyModelFiles } from "./_tiny_model.ts";
 import { BackgroundModelLoader } from "./background_load.ts";
 
 const REVIEWS = [
@@ -43,4 +43,30 @@ Deno.test("BackgroundModelLoader loads an engine that cannot move between thread
   const files = await buildTinyModelFiles();
   const model = await loader.load(files);
   assert.equal(model.predict({ title: "Excellent", text: "Works perfectly, great value" }).label, "positive");
+});
+
+Deno.test("BackgroundModelLoader's models explain and calibrate exactly as loadModel's do", async () => {
+  using loader = new BackgroundModelLoader();
+  const calibration = {
+    method: "isotonic" as const,
+    input: "logit" as const,
+    x: [-2, 0, 3],
+    y: [0.1, 0.5, 0.8],
+  };
+  for (
+    const files of [
+      linearModelFiles(),
+      buildTinyLinearModelFiles({ calibration }),
+      await buildTinyModelFiles(),
+    ]
+  ) {
+    const expected = loadModel(files, ENGINES);
+    const model = await loader.load(files);
+    assert.equal(model.explainable, true);
+    assert.deepEqual(model.manifest.calibration, expected.manifest.calibration);
+    for (const review of REVIEWS) {
+      assert.deepEqual(model.explain(review), expected.explain(review));
+      assert.deepEqual(model.predict(review), expected.predict(review));
+    }
+  }
 });
