@@ -8,9 +8,10 @@
  * `eval.*` tags on the model version, and the version's model card is completed (`model_card.md` and the
  * version's description).
  *
- * Then it decides the promotion (`lib/tracking/promotion.ts`): the version takes the `@champion` alias when it
- * beats the current champion on the same test set by the margin, else it becomes `@challenger`; the
- * decision, the reason and both scores are recorded as `promotion.*` tags. `--no-promote` only evaluates.
+ * Then it decides the promotion (`lib/tracking/promotion.ts`): the version takes the `@champion` alias
+ * when it beats the current champion on the same test set by the margin, else it becomes `@challenger`;
+ * the decision, the reason and both scores are recorded as `promotion.*` tags. `--no-promote` only
+ * evaluates. The run's steps live in `lib/tracking/evaluation_runs.ts`; this file is the command line.
  *
  * @example
  * ```sh
@@ -20,34 +21,16 @@
  *
  * @module
  */
-import { UsageError } from "../lib/core/errors.ts";
-import {
-  checkTestSet,
-  evaluateModel,
-  evaluateSources,
-  type Evaluation,
-  evaluationMetricsForMlflow,
-  metricsForMlflow,
-} from "../lib/models/evaluate.ts";
-import { runBehaviourChecks } from "../lib/models/behaviour.ts";
-import { buildEvaluationCard, type ModelCard, trainingCardOfManifest } from "../lib/models/model_card.ts";
-import { sliceMetricsForMlflow } from "../lib/models/slices.ts";
-import { MODEL_CARD_MARKDOWN, publishModelCard, readModelCard } from "../lib/tracking/model_cards.ts";
-import { PipelineError } from "../lib/core/errors.ts";
-import type { Logger } from "../lib/core/log.ts";
+import { PipelineError, UsageError } from "../lib/core/errors.ts";
 import { numberFlag } from "../lib/core/flags.ts";
-import { withRun } from "../lib/tracking/run_lifecycle.ts";
+import { PROCESSED_TEST_PATH, RAW_TEST_PATH } from "../lib/data/layout.ts";
+import { checkTestSet } from "../lib/models/evaluate.ts";
+import { evaluateVersionRun, promotionRecord } from "../lib/tracking/evaluation_runs.ts";
 import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
-import { loadRegisteredModel } from "../lib/tracking/model_store.ts";
+import { MODEL_CARD_MARKDOWN } from "../lib/tracking/model_cards.ts";
 import {
-  applyPromotion,
-  CHALLENGER_ALIAS,
-  type ChampionState,
-  decidePromotion,
   DEFAULT_PROMOTION_POLICY,
-  findChampion,
   PROMOTION_METRICS,
-  type PromotionDecision,
   promotionLine,
   type PromotionMetric,
   type PromotionPolicy,
@@ -55,7 +38,6 @@ import {
 import { defineStage, runStage, type StageContext, type StageResult } from "./_cli.ts";
 import { connectMlflow, DEFAULT_MODEL_NAME, MLFLOW_ENV_USAGE, openExperiment } from "./_mlflow.ts";
 import { modelVersionFlag } from "./_model_flags.ts";
-import { PROCESSED_TEST_PATH, RAW_TEST_PATH } from "../lib/data/layout.ts";
 
 const USAGE = `Usage: deno task evaluate --model_version V [options]
 
@@ -127,72 +109,12 @@ function parsePromotionFlags(values: EvaluateContext["values"]): PromotionPolicy
   };
 }
 
-/** Says so when a version was scored on the raw test set because it predates the tokenizer's settings. */
-function logRetokenised(log: Logger, what: string, evaluation: Evaluation): void {
-  if (evaluation.tokens !== "source") return;
-  log.info(
-    `${what} was trained with other tokenizer settings than ${PROCESSED_TEST_PATH}: ` +
-      `scored on ${evaluation.meta.source} tokenised its own way`,
-  );
-}
-
-/** The `promotion` object of `--json`. */
-function promotionJson(decision: PromotionDecision): Record<string, unknown> {
-  return {
-    promoted: decision.promoted,
-    alias: decision.alias,
-    decision: decision.decision,
-    metric: decision.metric,
-    margin: decision.margin,
-    new: decision.new,
-    champion: decision.champion,
-    champion_version: decision.championVersion,
-    reason: decision.reason,
-  };
-}
-
-/**
- * Completes the version's model card with this evaluation and publishes it: beside the model in the
- * training run, in this run, and as the version's description. A version trained before model cards gets
- * one started from its manifest.
- */
-async function completeModelCard(
-  client: Parameters<typeof publishModelCard>[0],
-  evaluateArtifactUri: string,
-  facts: {
-    modelName: string;
-    version: string;
-    runId: string | undefined;
-    manifest: Parameters<typeof trainingCardOfManifest>[0];
-    evaluation: ModelCard["evaluation"];
-  },
-): Promise<void> {
-  const trainingArtifactUri = facts.runId ? (await client.getRun(facts.runId)).info.artifactUri : undefined;
-  const previous = trainingArtifactUri ? await readModelCard(client, trainingArtifactUri) : undefined;
-  const card: ModelCard = {
-    format: "model-card/1",
-    training: previous?.training ??
-      trainingCardOfManifest(facts.manifest, {
-        name: facts.modelName,
-        version: facts.version,
-        runId: facts.runId ?? "unknown",
-      }),
-    ...(facts.evaluation ? { evaluation: facts.evaluation } : {}),
-  };
-  await publishModelCard(client, card, {
-    name: facts.modelName,
-    version: facts.version,
-    trainingArtifactUri: trainingArtifactUri ?? evaluateArtifactUri,
-    ...(trainingArtifactUri ? { copyArtifactUri: evaluateArtifactUri } : {}),
-  });
-}
-
 /** Where the completed card is, for the log. */
 const CARD_NOTE = `model card completed (${MODEL_CARD_MARKDOWN} and the version's description)`;
 
 async function main(ctx: EvaluateContext): Promise<StageResult> {
   const { values, log, signal } = ctx;
-  const versionSpec = parseVersionSpec(modelVersionFlag(values), "--model_version");
+  const version = parseVersionSpec(modelVersionFlag(values), "--model_version");
   const policy = parsePromotionFlags(values);
   const sourcesDir = values.sources;
   // The test set (and the sources) must be readable before anything is downloaded.
@@ -207,161 +129,41 @@ async function main(ctx: EvaluateContext): Promise<StageResult> {
     );
   }
   const mlflow = await connectMlflow({ modelName: values["model-name"] }, log, signal);
-  const { client, modelName } = mlflow;
-  const loaded = await loadRegisteredModel(client, modelName, versionSpec);
-  const version = String(loaded.version.version);
-  log.info(`evaluating ${modelName} version ${version}`, {
-    engine: loaded.model.manifest.engine,
-    source: loaded.version.source,
-  });
-
-  const evaluation = await evaluateModel(loaded.model, PROCESSED_TEST_PATH, { signal });
-  logRetokenised(log, `version ${version}`, evaluation);
-  const sources = sourcesDir === undefined
-    ? undefined
-    : await evaluateSources(loaded.model, sourcesDir, { signal });
-  const behaviour = runBehaviourChecks(loaded.model);
-  const passed = behaviour.filter((check) => check.passed).length;
-  const metrics = metricsForMlflow(evaluation.metrics);
-  const extraMetrics: Record<string, number> = {
-    ...evaluationMetricsForMlflow(evaluation),
-    ...(sources ? sliceMetricsForMlflow([...sources.slices, sources.pooled]) : {}),
-    behaviour_checks_passed: passed,
-    behaviour_checks: behaviour.length,
-  };
-  const testSha256 = evaluation.meta.output.sha256;
-
-  let champion: ChampionState | undefined;
-  if (policy) {
-    champion = await findChampion(client, modelName, {
-      version,
-      metric: policy.metric,
-      testSha256,
-      signal,
-      score: async (championVersion) => {
-        log.info(`scoring champion version ${championVersion} on the same test set`);
-        const current = await loadRegisteredModel(client, modelName, championVersion);
-        const scored = await evaluateModel(current.model, PROCESSED_TEST_PATH, { signal });
-        logRetokenised(log, `champion version ${championVersion}`, scored);
-        return metricsForMlflow(scored.metrics)[policy.metric]!;
-      },
-    });
-  }
-  const decision = policy && champion
-    ? decidePromotion(version, metrics[policy.metric]!, champion, policy)
-    : undefined;
-
   const experiment = await openExperiment(mlflow, log, "evaluate");
-  const runId = await withRun(client, {
+  const outcome = await evaluateVersionRun({
+    client: mlflow.client,
+    modelName: mlflow.modelName,
     experimentId: experiment.experimentId,
-    runName: `evaluate-${modelName}-v${version}`,
-    tags: {
-      ...mlflow.sourceTags("scripts/evaluate.ts", "evaluate"),
-      "model.name": modelName,
-      "model.version": version,
-      "model.engine": loaded.model.manifest.engine,
-      ...(loaded.version.runId ? { "model.run_id": loaded.version.runId } : {}),
-    },
-    signal,
+    tags: mlflow.sourceTags("scripts/evaluate.ts", "evaluate"),
     log,
-  }, async (run) => {
-    const id = run.info.runId;
-    await client.logBatch(id, {
-      params: {
-        model_name: modelName,
-        model_version: version,
-        test_set: PROCESSED_TEST_PATH,
-        ...(sourcesDir !== undefined ? { sources: sourcesDir } : {}),
-      },
-      metrics: {
-        ...metrics,
-        ...extraMetrics,
-        evaluate_seconds: evaluation.seconds,
-        ...(decision?.champion != null ? { [`champion_${decision.metric}`]: decision.champion } : {}),
-      },
-    });
-    await client.logInputs(id, [{
-      name: "test",
-      digest: testSha256.slice(0, 36),
-      sourceType: "local",
-      source: { uri: PROCESSED_TEST_PATH },
-      profile: { num_rows: evaluation.meta.rows },
-      context: "evaluation",
-    }]);
-    const report = {
-      model_name: modelName,
-      model_version: version,
-      metrics,
-      intervals: evaluation.intervals,
-      calibration: evaluation.calibration,
-      slices: evaluation.slices,
-      ...(sources ? { sources } : {}),
-      behaviour,
-      roc_curve: evaluation.roc,
-      ...(decision ? { promotion: promotionJson(decision) } : {}),
-    };
-    await client.uploadArtifact(run.info.artifactUri, "metrics.json", JSON.stringify(report, null, 2));
-    for (const [name, svg] of Object.entries(evaluation.charts)) {
-      await client.uploadArtifact(run.info.artifactUri, name, svg);
-    }
-    for (const [key, value] of Object.entries(metrics)) {
-      await client.setModelVersionTag(modelName, version, `eval.${key}`, String(value));
-    }
-    // Lets a later evaluate reuse these scores when this version is the champion and the test set is the same.
-    await client.setModelVersionTag(modelName, version, "eval.test_sha256", testSha256);
-    await client.setModelVersionTag(modelName, version, "eval.run_id", id);
-    await completeModelCard(client, run.info.artifactUri, {
-      modelName,
-      version,
-      runId: loaded.version.runId,
-      manifest: loaded.model.manifest,
-      evaluation: buildEvaluationCard({
-        runId: id,
-        path: PROCESSED_TEST_PATH,
-        evaluation,
-        ...(sources ? { sources } : {}),
-        behaviour,
-      }),
-    });
-    if (decision) {
-      const registered = await client.getRegisteredModel(modelName);
-      const challenger = registered?.aliases[CHALLENGER_ALIAS];
-      await applyPromotion(
-        client,
-        modelName,
-        decision,
-        challenger === undefined ? undefined : String(challenger),
-      );
-      await client.logBatch(id, {
-        tags: {
-          "promotion.decision": decision.decision,
-          "promotion.reason": decision.reason,
-          "promotion.alias": decision.alias,
-        },
-      });
-    }
-    return id;
+    signal,
+  }, {
+    version,
+    testPath: PROCESSED_TEST_PATH,
+    ...(sourcesDir !== undefined ? { sourcesDir } : {}),
+    ...(policy ? { policy } : {}),
   });
-  const line = decision ? promotionLine(decision) : "promotion: skipped (--no-promote)";
-  log.info(CARD_NOTE, { model_version: version });
+  const { modelName, runId, metrics, evaluation, sources, behaviour, decision } = outcome;
+  log.info(CARD_NOTE, { model_version: outcome.version });
   if (decision) log.info(decision.reason);
+  const line = decision ? promotionLine(decision) : "promotion: skipped (--no-promote)";
 
   return {
     json: {
       model_name: modelName,
-      model_version: version,
+      model_version: outcome.version,
       run_id: runId,
       metrics,
-      promotion: decision ? promotionJson(decision) : null,
+      promotion: decision ? promotionRecord(decision) : null,
     },
-    text: `${modelName} version ${version} on ${PROCESSED_TEST_PATH} (run ${runId}):\n${
+    text: `${modelName} version ${outcome.version} on ${PROCESSED_TEST_PATH} (run ${runId}):\n${
       formatMetrics({
         ...metrics,
         calibration_error: evaluation.calibration.ece,
         brier_score: evaluation.calibration.brier,
         ...(sources ? { accuracy_sources: sources.pooled.accuracy } : {}),
       })
-    }\n  behaviour checks passed ${passed} of ${behaviour.length}\n${line}`,
+    }\n  behaviour checks passed ${behaviour.passed} of ${behaviour.total}\n${line}`,
   };
 }
 

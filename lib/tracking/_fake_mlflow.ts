@@ -1,8 +1,9 @@
 /**
  * Test support: a fake MLflow tracking server, with the response shapes of MLflow 3's REST API. It answers
- * the registry and artifact-proxy calls that load a model, and the calls a training run makes (create a
- * run, log params, metrics, tags and inputs, upload artifacts, end the run, register a version), keeping
- * what they wrote in `state.runs` so a test can read it back. It is a plain `(Request) => Response`
+ * the registry and artifact-proxy calls that load a model, the calls a training run makes (create a run,
+ * log params, metrics, tags and inputs, upload artifacts, end the run, register a version) and those an
+ * evaluation adds (read a run and its artifacts, tag a version, move an alias), keeping what they wrote in
+ * `state.runs` and `state` so a test can read it back. It is a plain `(Request) => Response`
  * function, so a unit test passes it as `fetch` to `MlflowClient` and a stage test serves it on a loopback
  * port with `Deno.serve`. Tests change `state` to move an alias or add a version between calls.
  *
@@ -112,7 +113,7 @@ export function createFakeMlflow(state: FakeMlflowState): FakeMlflow {
     Object.fromEntries(((list ?? []) as { key: string; value: string }[]).map((e) => [e.key, e.value]));
   const runOf = (body: Body) => runs[String(body.run_id)];
 
-  /** The calls a training run makes; `undefined` for any other. */
+  /** The calls that write; `undefined` for any other. */
   function write(method: string, url: URL, body: Body): Response | undefined {
     switch (`${method} ${url.pathname}`) {
       case "POST /api/2.0/mlflow/runs/create": {
@@ -165,6 +166,19 @@ export function createFakeMlflow(state: FakeMlflowState): FakeMlflow {
         version.description = String(body.description ?? "");
         return Response.json({ model_version: versionJson(String(body.version)) });
       }
+      case "POST /api/2.0/mlflow/model-versions/set-tag": {
+        const version = state.versions[String(body.version)];
+        if (!version) return notFound("no such version");
+        (version.tags ??= {})[String(body.key)] = String(body.value);
+        return Response.json({});
+      }
+      case "POST /api/2.0/mlflow/registered-models/alias":
+        if (!state.versions[String(body.version)]) return notFound("no such version");
+        state.aliases[String(body.alias)] = String(body.version);
+        return Response.json({});
+      case "DELETE /api/2.0/mlflow/registered-models/alias":
+        delete state.aliases[String(body.alias)];
+        return Response.json({});
       case "POST /api/2.0/mlflow/registered-models/create":
         return Response.json({ registered_model: { name: body.name } });
       case "POST /api/2.0/mlflow/model-versions/create": {
@@ -224,27 +238,57 @@ export function createFakeMlflow(state: FakeMlflowState): FakeMlflow {
           ? Response.json({ artifact_uri: artifactUri(version.runId) })
           : notFound("no such version");
       }
+      case "/api/2.0/mlflow/runs/get": {
+        const run = runs[q.get("run_id")!];
+        return run ? Response.json({ run: runJson(run) }) : notFound("no such run");
+      }
       case "/api/2.0/mlflow-artifacts/artifacts": {
-        const version = byRun(q.get("path")!.split("/")[1]!);
-        if (!version) return Response.json({});
-        return Response.json({
-          files: fileNames(version).map((path) => ({
-            path,
-            is_dir: false,
-            file_size: fileBytes(version, path)!.length,
-          })),
-        });
+        const [, runId = "", , ...folder] = q.get("path")!.split("/");
+        const version = byRun(runId);
+        // A version's download URI is its run's model/ folder: the registry's files answer for it.
+        if (version && folder[0] === "model") {
+          return Response.json({
+            files: fileNames(version).map((path) => ({
+              path,
+              is_dir: false,
+              file_size: fileBytes(version, path)!.length,
+            })),
+          });
+        }
+        return Response.json(runs[runId] ? { files: runListing(runs[runId]!, folder.join("/")) } : {});
       }
     }
-    const download = /^\/api\/2\.0\/mlflow-artifacts\/artifacts\/1\/([^/]+)\/artifacts\/model\/(.+)$/.exec(
+    const download = /^\/api\/2\.0\/mlflow-artifacts\/artifacts\/1\/([^/]+)\/artifacts\/(.+)$/.exec(
       url.pathname,
     );
     if (download) {
+      const path = decodeURIComponent(download[2]!);
       const version = byRun(download[1]!);
-      const bytes = version && fileBytes(version, decodeURIComponent(download[2]!));
+      const bytes = version && path.startsWith("model/")
+        ? fileBytes(version, path.slice("model/".length))
+        : runs[download[1]!]?.artifacts.get(path);
       return bytes ? new Response(bytes.slice()) : notFound("no such artifact");
     }
     return new Response("no such route", { status: 404 });
+  }
+
+  /** The entries directly under `folder` of a run's artifacts, as the artifact proxy lists them. */
+  function runListing(run: FakeRun, folder: string) {
+    const prefix = folder === "" ? "" : `${folder}/`;
+    const entries = new Map<string, { path: string; is_dir: boolean; file_size?: number }>();
+    for (const [path, bytes] of run.artifacts) {
+      if (!path.startsWith(prefix)) continue;
+      const [name, ...rest] = path.slice(prefix.length).split("/");
+      entries.set(
+        name!,
+        rest.length > 0 ? { path: name!, is_dir: true } : {
+          path: name!,
+          is_dir: false,
+          file_size: bytes.length,
+        },
+      );
+    }
+    return [...entries.values()];
   }
 
   const upload = /^\/api\/2\.0\/mlflow-artifacts\/artifacts\/1\/([^/]+)\/artifacts\/(.+)$/;
@@ -264,7 +308,7 @@ export function createFakeMlflow(state: FakeMlflowState): FakeMlflow {
         run.artifacts.set(decodeURIComponent(target[2]!), new Uint8Array(await request.arrayBuffer()));
         return Response.json({});
       }
-      if (method === "POST" || method === "PATCH") {
+      if (method === "POST" || method === "PATCH" || method === "DELETE") {
         const text = await request.text();
         const written = write(method, url, text === "" ? {} : JSON.parse(text));
         if (written) return written;
