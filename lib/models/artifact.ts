@@ -31,6 +31,7 @@ import {
   type TokenizerInfo,
   tokenizerInfo,
 } from "../features/tokenizer.ts";
+import { TokenHashes } from "../features/token_hash.ts";
 import { Vectorizer } from "../features/vectorizer.ts";
 import {
   buildExplanation,
@@ -69,6 +70,14 @@ export interface TokenScoringEngine {
   logitTokens?(tokens: readonly string[]): number;
   /** The exact decomposition of the logit over the features made from the tokens. */
   explainTokens?(tokens: readonly string[]): ScoreDecomposition;
+  /**
+   * {@linkcode TokenScoringEngine.predictTokensProba} of the tokens given as their hashes
+   * (`Tokenizer.tokenizeReviewHashes`), for an engine that only ever hashes its tokens: the same number,
+   * without building the token strings.
+   */
+  predictTokenHashesProba?(hashes: Uint32Array, count: number): number;
+  /** {@linkcode TokenScoringEngine.logitTokens} of the tokens given as their hashes. */
+  logitTokenHashes?(hashes: Uint32Array, count: number): number;
 }
 
 /** How an engine is stored: its name, its own format version, and how to read it back. */
@@ -326,6 +335,8 @@ export function loadModel(
   const calibration = checkCalibration(manifest.calibration);
   let vectorizer: Vectorizer | undefined;
   let score: (tokens: string[]) => number;
+  // Scores a review from its token hashes, when the engine can: what `predict` uses then.
+  let scoreReview: ((review: Pick<Review, "title" | "text">) => number) | undefined;
   let decompose: ((tokens: string[]) => ScoreDecomposition) | undefined;
   let method: ExplanationMethod;
   if (isTokenScoringEngine(engine)) {
@@ -336,8 +347,24 @@ export function loadModel(
       }
       const logit = engine.logitTokens.bind(engine);
       score = (tokens) => calibratedProbability(calibration, logit(tokens));
+      if (engine.logitTokenHashes) {
+        const logitHashes = engine.logitTokenHashes.bind(engine);
+        const hashes = new TokenHashes();
+        scoreReview = (review) => {
+          tokenizer.tokenizeReviewHashes(review, hashes);
+          return calibratedProbability(calibration, logitHashes(hashes.values, hashes.length));
+        };
+      }
     } else {
       score = (tokens) => engine.predictTokensProba(tokens);
+      if (engine.predictTokenHashesProba) {
+        const predictHashes = engine.predictTokenHashesProba.bind(engine);
+        const hashes = new TokenHashes();
+        scoreReview = (review) => {
+          tokenizer.tokenizeReviewHashes(review, hashes);
+          return predictHashes(hashes.values, hashes.length);
+        };
+      }
     }
     if (engine.explainTokens) decompose = engine.explainTokens.bind(engine);
   } else {
@@ -397,7 +424,9 @@ export function loadModel(
     predictTokens,
     predictionFor,
     tokenizer,
-    predict: (review) => predictTokens(tokenizer.tokenizeReview(review)),
+    predict: scoreReview
+      ? (review) => predictionFor(scoreReview(review))
+      : (review) => predictTokens(tokenizer.tokenizeReview(review)),
     explainable: decompose !== undefined,
     explain,
     calibrate(engineProbability) {

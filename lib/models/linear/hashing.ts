@@ -16,6 +16,11 @@
  * @module
  */
 
+import { FNV_OFFSET, FNV_PRIME, hashToken } from "../../features/token_hash.ts";
+
+// The token hash lives with the tokenizer, which can hand out tokens as hashes; it is this model's.
+export { hashToken };
+
 /** Name of the hash recorded in every model; a model with another name is refused. */
 export const HASH_FUNCTION = "fnv1a32-utf8/bigram-fmix32";
 
@@ -27,12 +32,9 @@ export interface HashingConfig {
   ngrams: 1 | 2;
 }
 
-const FNV_OFFSET = 0x811c9dc5;
-const FNV_PRIME = 0x01000193;
 // fastText's multiplier for combining the hashes of two words into an n-gram hash.
 const NGRAM_MULTIPLIER = 116049371;
 
-/** murmur3's 32-bit finaliser: spreads the combined bigram hash over all bits before the modulo. */
 /** MurmurHash3's 32-bit finaliser: spreads nearby integers over the whole range. */
 export function fmix32(value: number): number {
   let h = value | 0;
@@ -50,54 +52,6 @@ export function bigramHash(first: number, second: number): number {
 }
 
 /**
- * 32-bit FNV-1a of a string's UTF-8 encoding, without encoding it (lone surrogates count as U+FFFD, as
- * `TextEncoder` writes them).
- *
- * @param token The token.
- * @returns An unsigned 32-bit hash, equal to {@linkcode hashBytes} of `new TextEncoder().encode(token)`.
- *
- * @example Usage
- * ```ts
- * import { hashBytes, hashToken } from "./hashing.ts";
- * const bytes = new TextEncoder().encode("café");
- * console.assert(hashToken("café") === hashBytes(bytes, 0, bytes.length));
- * ```
- */
-export function hashToken(token: string): number {
-  let h = FNV_OFFSET;
-  const length = token.length;
-  for (let i = 0; i < length; i++) {
-    let c = token.charCodeAt(i);
-    if (c < 0x80) {
-      h = Math.imul(h ^ c, FNV_PRIME);
-      continue;
-    }
-    if (c < 0x800) {
-      h = Math.imul(h ^ (0xc0 | (c >> 6)), FNV_PRIME);
-      h = Math.imul(h ^ (0x80 | (c & 0x3f)), FNV_PRIME);
-      continue;
-    }
-    if (c >= 0xd800 && c <= 0xdfff) {
-      const next = i + 1 < length ? token.charCodeAt(i + 1) : 0;
-      if (c <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
-        const point = 0x10000 + ((c - 0xd800) << 10) + (next - 0xdc00);
-        i++;
-        h = Math.imul(h ^ (0xf0 | (point >> 18)), FNV_PRIME);
-        h = Math.imul(h ^ (0x80 | ((point >> 12) & 0x3f)), FNV_PRIME);
-        h = Math.imul(h ^ (0x80 | ((point >> 6) & 0x3f)), FNV_PRIME);
-        h = Math.imul(h ^ (0x80 | (point & 0x3f)), FNV_PRIME);
-        continue;
-      }
-      c = 0xfffd;
-    }
-    h = Math.imul(h ^ (0xe0 | (c >> 12)), FNV_PRIME);
-    h = Math.imul(h ^ (0x80 | ((c >> 6) & 0x3f)), FNV_PRIME);
-    h = Math.imul(h ^ (0x80 | (c & 0x3f)), FNV_PRIME);
-  }
-  return h >>> 0;
-}
-
-/**
  * 32-bit FNV-1a of `bytes[start, end)`.
  *
  * @param bytes The buffer.
@@ -109,6 +63,15 @@ export function hashBytes(bytes: Uint8Array, start: number, end: number): number
   let h = FNV_OFFSET;
   for (let i = start; i < end; i++) h = Math.imul(h ^ bytes[i]!, FNV_PRIME);
   return h >>> 0;
+}
+
+/**
+ * `buckets - 1` when `buckets` is a power of two (up to 2^30), else -1. Then the bucket of an unsigned
+ * 32-bit hash, `hash % buckets`, is `hash & mask`: the same number without a floating-point division
+ * (hashes above 2^31 are not int32, so `%` on them is one).
+ */
+function powerOfTwoMask(buckets: number): number {
+  return buckets > 0 && buckets <= 2 ** 30 && (buckets & (buckets - 1)) === 0 ? buckets - 1 : -1;
 }
 
 /**
@@ -159,16 +122,18 @@ export function featuresOfTokens(
   out.length = 0;
   if (origins) origins.length = 0;
   const { buckets, ngrams } = config;
+  const mask = powerOfTwoMask(buckets);
   let previous = -1;
   let previousIndex = -1;
   for (let i = 0; i < tokens.length; i++) {
     const token = tokens[i]!;
     if (token.length === 0) continue;
     const h = hashToken(token);
-    out.push(h % buckets);
+    out.push(mask >= 0 ? h & mask : h % buckets);
     origins?.push(i, i);
     if (ngrams === 2 && previous !== -1) {
-      out.push(bigramHash(previous, h) % buckets);
+      const pair = bigramHash(previous, h);
+      out.push(mask >= 0 ? pair & mask : pair % buckets);
       origins?.push(previousIndex, i);
     }
     previous = h;
@@ -195,6 +160,7 @@ export function featuresOfBytes(
 ): void {
   out.length = 0;
   const { buckets, ngrams } = config;
+  const mask = powerOfTwoMask(buckets);
   let previous = -1;
   let h = FNV_OFFSET;
   let tokenStart = start;
@@ -206,11 +172,51 @@ export function featuresOfBytes(
     }
     if (i > tokenStart) {
       const hash = h >>> 0;
-      out.push(hash % buckets);
-      if (ngrams === 2 && previous !== -1) out.push(bigramHash(previous, hash) % buckets);
+      out.push(mask >= 0 ? hash & mask : hash % buckets);
+      if (ngrams === 2 && previous !== -1) {
+        const pair = bigramHash(previous, hash);
+        out.push(mask >= 0 ? pair & mask : pair % buckets);
+      }
       previous = hash;
     }
     h = FNV_OFFSET;
     tokenStart = i + 1;
+  }
+}
+
+/**
+ * Computes the feature ids of a review's tokens given as their {@linkcode hashToken} hashes (as
+ * `Tokenizer.tokenizeReviewHashes` writes them) into `out`: exactly {@linkcode featuresOfTokens} of the
+ * tokens, which the tokenizer never makes empty, without a string in sight.
+ *
+ * @param hashes The tokens' hashes, in order.
+ * @param count How many of `hashes` to use.
+ * @param config Buckets and n-gram order.
+ * @param out Buffer to fill; it is cleared first.
+ *
+ * @example Usage
+ * ```ts
+ * import { FeatureBuffer, featuresOfTokenHashes, hashToken } from "./hashing.ts";
+ * const out = new FeatureBuffer();
+ * featuresOfTokenHashes(Uint32Array.of(hashToken("not"), hashToken("good")), 2, { buckets: 1024, ngrams: 2 }, out);
+ * console.assert(out.length === 3); // "not", "good", "not good"
+ * ```
+ */
+export function featuresOfTokenHashes(
+  hashes: Uint32Array,
+  count: number,
+  config: HashingConfig,
+  out: FeatureBuffer,
+): void {
+  out.length = 0;
+  const { buckets, ngrams } = config;
+  const mask = powerOfTwoMask(buckets);
+  for (let i = 0; i < count; i++) {
+    const h = hashes[i]!;
+    out.push(mask >= 0 ? h & mask : h % buckets);
+    if (ngrams === 2 && i > 0) {
+      const pair = bigramHash(hashes[i - 1]!, h);
+      out.push(mask >= 0 ? pair & mask : pair % buckets);
+    }
   }
 }

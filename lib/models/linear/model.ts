@@ -20,7 +20,7 @@
  */
 import type { TokenScoringEngine } from "../artifact.ts";
 import type { FeatureContribution, ScoreDecomposition } from "../explanation.ts";
-import { FeatureBuffer, featuresOfTokens, type HashingConfig } from "./hashing.ts";
+import { FeatureBuffer, featuresOfTokenHashes, featuresOfTokens, type HashingConfig } from "./hashing.ts";
 
 /** The model's shape: what is fixed once training starts. */
 export interface LinearShape extends HashingConfig {
@@ -185,6 +185,24 @@ export class LinearModel implements TokenScoringEngine {
   /** The score before the sigmoid (the logit) of a review with these tokens. */
   logitTokens(tokens: readonly string[]): number {
     featuresOfTokens(tokens, this.shape, this.#features);
+    return this.#forward(this.#features.ids, 0, this.#features.length);
+  }
+
+  /**
+   * {@linkcode LinearModel.predictTokensProba} of tokens given as their hashes (`hashToken`, as
+   * `Tokenizer.tokenizeReviewHashes` writes them): the same features, so the same number.
+   *
+   * @param hashes The tokens' hashes.
+   * @param count How many of them.
+   */
+  predictTokenHashesProba(hashes: Uint32Array, count: number): number {
+    featuresOfTokenHashes(hashes, count, this.shape, this.#features);
+    return this.predictIds(this.#features.ids, 0, this.#features.length);
+  }
+
+  /** {@linkcode LinearModel.logitTokens} of tokens given as their hashes. */
+  logitTokenHashes(hashes: Uint32Array, count: number): number {
+    featuresOfTokenHashes(hashes, count, this.shape, this.#features);
     return this.#forward(this.#features.ids, 0, this.#features.length);
   }
 
