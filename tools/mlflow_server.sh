@@ -106,7 +106,7 @@ start() {
       --backend-store-uri "sqlite:///$data/mlflow.db" \
       --artifacts-destination "$data/artifacts" \
       --serve-artifacts \
-      --allowed-hosts "${MLFLOW_ALLOWED_HOSTS:-localhost,localhost:*,127.0.0.1,127.0.0.1:*,host.docker.internal,host.docker.internal:*,mlflow,mlflow:*}" \
+      --allowed-hosts "${MLFLOW_ALLOWED_HOSTS:-localhost,localhost:*,127.0.0.1,127.0.0.1:*,host.docker.internal,host.docker.internal:*,host.containers.internal,host.containers.internal:*,mlflow,mlflow:*}" \
       </dev/null >>"$log_file" 2>&1 &
     pid=$!
     echo "$pid" >"$pid_file"

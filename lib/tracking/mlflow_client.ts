@@ -91,6 +91,7 @@ export {
   MlflowApiError,
   type MlflowApiErrorInit,
   MlflowConnectionError,
+  unreachableHint,
 } from "./mlflow_errors.ts";
 export { MLFLOW_LIMITS, safeArtifactSegments, validateAlias, validateKey } from "./mlflow_limits.ts";
 export type {

@@ -8,6 +8,7 @@ import {
   MlflowConnectionError,
   REQUEST_ID_TAG,
   safeArtifactSegments,
+  unreachableHint,
 } from "./mlflow_client.ts";
 import { withRun } from "./run_lifecycle.ts";
 
@@ -987,4 +988,12 @@ Deno.test("MlflowClient stops at once when its signal is aborted", async () => {
   await assert.rejects(() => mlflow.getRun("r1"), /interrupted by SIGINT/);
   assert.ok(performance.now() - started < 2000);
   assert.equal(api().length, 1);
+});
+
+Deno.test("unreachableHint: from a container, MLflow on the host must listen beyond 127.0.0.1", () => {
+  for (const host of ["host.docker.internal:5500", "host.containers.internal:5622"]) {
+    assert.match(unreachableHint(host), /^this runs in a container, .* `make mlflow MLFLOW_HOST=0\.0\.0\.0`/);
+  }
+  assert.match(unreachableHint("mlflow:5000"), /docker compose up -d mlflow/);
+  assert.match(unreachableHint("127.0.0.1:5500"), /^start a local server with `make mlflow`/);
 });

@@ -63,3 +63,19 @@ export function isTransient(error: unknown): boolean {
   return error instanceof MlflowConnectionError ||
     (error instanceof MlflowApiError && RETRY_STATUSES.has(error.status));
 }
+
+/**
+ * What to do when nothing answers at `host` (host[:port] of the tracking URI). A container reaches a server on
+ * its host as `host.docker.internal` (Docker) or `host.containers.internal` (Podman), where a server bound to
+ * 127.0.0.1 is out of reach; `mlflow` is the compose service.
+ */
+export function unreachableHint(host: string): string {
+  const name = host.replace(/:\d+$/, "");
+  if (name === "host.docker.internal" || name === "host.containers.internal") {
+    return "this runs in a container, and MLflow on the host must listen beyond 127.0.0.1: start it with " +
+      "`make mlflow MLFLOW_HOST=0.0.0.0` (or the container bridge's address), or set MLFLOW_TRACKING_URI to a " +
+      "server the container can reach";
+  }
+  if (name === "mlflow") return "start the compose service first: `docker compose up -d mlflow`";
+  return "start a local server with `make mlflow` or set MLFLOW_TRACKING_URI to a running one";
+}

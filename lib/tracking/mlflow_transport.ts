@@ -7,7 +7,13 @@
  * @module
  */
 import { PipelineError } from "../core/errors.ts";
-import { isTransient, MlflowApiError, MlflowConnectionError, RETRY_STATUSES } from "./mlflow_errors.ts";
+import {
+  isTransient,
+  MlflowApiError,
+  MlflowConnectionError,
+  RETRY_STATUSES,
+  unreachableHint,
+} from "./mlflow_errors.ts";
 import {
   type ArtifactBody,
   asObject,
@@ -179,8 +185,7 @@ export class MlflowTransport {
   #unreachable(endpoint: string, reason: string, cause: unknown): MlflowConnectionError {
     return new MlflowConnectionError(
       this.#redact(
-        `cannot reach MLflow at ${this.trackingUri} (${endpoint}: ${reason}); ` +
-          "start a local server with `make mlflow` or set MLFLOW_TRACKING_URI to a running one",
+        `cannot reach MLflow at ${this.trackingUri} (${endpoint}: ${reason}); ${unreachableHint(this.host)}`,
       ),
       { cause },
     );
