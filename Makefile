@@ -72,13 +72,14 @@ test: fmt lint check docker-lint airflow-install mlflow-test ## Run every test (
 JEKYLL_PACKAGES := jekyll jekyll-theme-minima ruby-jekyll-relative-links ruby-jekyll-optional-front-matter \
 	ruby-jekyll-titles-from-headings ruby-jekyll-default-layout ruby-jekyll-readme-index ruby-jekyll-seo-tag
 
-test-deps: ## Install Debian's chromium (browser test), jekyll (Pages site test) and haproxy (proxy test) (root or sudo; CI runs it); without them those tests skip loudly
+test-deps: ## Install Debian's chromium (browser test), jekyll (Pages site test), haproxy (proxy test) and Podman (container test) (root or sudo; CI runs it); without them those tests skip loudly
 	@installed=$$(dpkg-query -W -f='$${db:Status-Status} $${Package}\n' chromium haproxy $(JEKYLL_PACKAGES) 2>/dev/null || true); \
 	missing=$$(for package in chromium haproxy $(JEKYLL_PACKAGES); do \
 		grep -qx "installed $$package" <<<"$$installed" || echo "$$package"; done); \
 	test -z "$$missing" || { \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; }
+	@$(MAKE) docker-deps DOCKER=podman
 
 docs: setup ## Regenerate docs/model/scripts.md from every stage's --help (docs/docs_test.ts checks it)
 	$(TASK) docs
@@ -171,6 +172,8 @@ MLFLOW_PORT ?= 5500
 MLFLOW_TEST_PORT ?= 5501
 MLFLOW_TRACKING_URI ?= http://127.0.0.1:$(MLFLOW_PORT)
 MLFLOW_TEST_URI := http://127.0.0.1:$(MLFLOW_TEST_PORT)
+# Where `make mlflow` keeps its database and artifacts.
+MLFLOW_DATA ?= $(CURDIR)/mlflow-data
 # host:port of MLFLOW_TRACKING_URI (80/443 when it names no port). The train/evaluate/predict tasks
 # append $MLFLOW_ALLOW_NET, which replaces their default net grant with exactly this host.
 MLFLOW_HOSTPORT := $(shell printf '%s\n' '$(MLFLOW_TRACKING_URI)' | \
@@ -196,12 +199,13 @@ $(MLFLOW_STAMP): requirements-mlflow.txt
 
 mlflow-install: $(MLFLOW_STAMP) ## Install MLflow (pinned in requirements-mlflow.txt) into .venv/
 
-# It listens on 127.0.0.1 only; `make mlflow MLFLOW_HOST=0.0.0.0` lets containers reach it (host.docker.internal).
+# It listens on 127.0.0.1 only; `make mlflow MLFLOW_HOST=0.0.0.0` lets containers reach it
+# (host.docker.internal, host.containers.internal), and so does every other machine that can reach this one.
 mlflow: $(MLFLOW_STAMP) ## Start MLflow at MLFLOW_TRACKING_URI (default :5500) in the background, data in mlflow-data/
-	@$(MLFLOW_SERVER_SH) start --url '$(MLFLOW_TRACKING_URI)' --data $(CURDIR)/mlflow-data --mlflow $(MLFLOW_BIN)
+	@$(MLFLOW_SERVER_SH) start --url '$(MLFLOW_TRACKING_URI)' --data $(MLFLOW_DATA) --mlflow $(MLFLOW_BIN)
 
 mlflow-stop: ## Stop the server `make mlflow` started
-	@$(MLFLOW_SERVER_SH) stop --url '$(MLFLOW_TRACKING_URI)' --data $(CURDIR)/mlflow-data
+	@$(MLFLOW_SERVER_SH) stop --url '$(MLFLOW_TRACKING_URI)' --data $(MLFLOW_DATA)
 
 mlflow-test: $(MLFLOW_STAMP) ## Start the tests' throw-away MLflow at :5501 (data in .tmp-test/mlflow/)
 	@$(MLFLOW_SERVER_SH) start --url $(MLFLOW_TEST_URI) --data $(CURDIR)/.tmp-test/mlflow --mlflow $(MLFLOW_BIN)

@@ -1,5 +1,5 @@
 /**
- * Keeps the Docker files true on a machine without a Docker engine:
+ * Keeps the Docker files true without running an engine (docker/e2e_test.ts runs them with one):
  * - the Dockerfiles, `.dockerignore` and `compose.yaml` are parsed and checked against deno.json, the
  *   Makefile and the entry point;
  * - `docker/entrypoint.sh` runs locally, exactly as the images run it;
@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { type ProjectRoot, REPO_ROOT, type StageRun } from "../scripts/_testing.ts";
+import { importedNames, narrowLock } from "./runtime_lock.ts";
 import {
   checkStageCommand,
   createImageRoot,
@@ -116,16 +117,24 @@ Deno.test("model.Dockerfile and api.Dockerfile: FROM the Deno image of the versi
   }
 });
 
+const IMAGES = [
+  { dockerfile: "docker/model.Dockerfile", deps: "docker/model_deps.ts" },
+  { dockerfile: "docker/api.Dockerfile", deps: "docker/api_deps.ts" },
+];
+
 Deno.test("model.Dockerfile and api.Dockerfile: locked dependencies in a layer before the code, run as deno", () => {
-  for (const path of ["docker/model.Dockerfile", "docker/api.Dockerfile"]) {
+  for (const { dockerfile: path, deps } of IMAGES) {
     const lines = dockerfile(path);
     const at = (predicate: (line: [string, string]) => boolean) => lines.findIndex(predicate);
     const copyLock = at(([k, a]) => k === "COPY" && a === "deno.json deno.lock ./");
-    const ci = at(([k, a]) => k === "RUN" && a === "deno ci");
+    const install = at(([k, a]) =>
+      k === "RUN" && a.includes(`docker/runtime_lock.ts ${deps}`) &&
+      a.endsWith(`deno install --frozen --entrypoint ${deps}`)
+    );
     const firstCodeCopy = at(([k, a]) => k === "COPY" && /\b(lib|scripts)\//.test(a));
     assert.ok(
-      copyLock >= 0 && copyLock < ci && ci < firstCodeCopy,
-      `${path}: deno.json + deno.lock, deno ci, code`,
+      copyLock >= 0 && copyLock < install && install < firstCodeCopy,
+      `${path}: deno.json + deno.lock, the narrowed lockfile's packages, then the code`,
     );
     assert.deepEqual(instruction(lines, "WORKDIR"), ["/app"], path);
     assert.deepEqual(instruction(lines, "USER"), ["deno"], path);
@@ -134,10 +143,113 @@ Deno.test("model.Dockerfile and api.Dockerfile: locked dependencies in a layer b
       `${path}: USER after every RUN`,
     );
     assert.ok(
-      instruction(lines, "COPY").some((a) => a.endsWith("docker/entrypoint.sh ./docker/entrypoint.sh")),
+      instruction(lines, "COPY").some((a) => /^docker\/entrypoint\.sh .*\.\/docker\/$/.test(a)),
       `${path}: the entry point must be at /app/docker/entrypoint.sh`,
     );
+    assert.match(instruction(lines, "RUN").join("\n"), /chmod 0755 docker\/entrypoint\.sh/, path);
   }
+});
+
+Deno.test("model.Dockerfile and api.Dockerfile: plain syntax that the classic builder, BuildKit and Buildah all build", () => {
+  for (const { dockerfile: path } of IMAGES) {
+    const text = readRepoFile(path);
+    assert.doesNotMatch(text, /^#\s*syntax=/m, `${path}: no BuildKit frontend`);
+    for (const [keyword, args] of dockerfile(path)) {
+      assert.doesNotMatch(
+        args,
+        /--(chmod|chown|link|mount|parents|exclude)\b/,
+        `${path}: ${keyword} ${args}`,
+      );
+      assert.doesNotMatch(args, /<<\s*-?["']?[A-Z]+/, `${path}: no heredoc (${keyword})`);
+    }
+  }
+});
+
+Deno.test("model.Dockerfile and api.Dockerfile: a proxy's CA in docker/certs/ is trusted while packages download", () => {
+  for (const { dockerfile: path } of IMAGES) {
+    const lines = dockerfile(path);
+    const copyCerts = lines.findIndex(([k, a]) => k === "COPY" && a === "docker/certs/ ./docker/certs/");
+    const install = lines.findIndex(([k, a]) =>
+      k === "RUN" && a.includes("deno install --frozen --entrypoint")
+    );
+    assert.ok(copyCerts >= 0 && copyCerts < install, path);
+    assert.match(lines[install]![1], /DENO_CERT=\/app\/docker\/certs\/extra-ca\.pem/, path);
+  }
+  assert.match(readRepoFile("docker/entrypoint.sh"), /DENO_CERT=\$\(pwd\)\/docker\/certs\/extra-ca\.pem/);
+  assert.match(readRepoFile(".gitignore"), /^\/docker\/certs\/\*$/m, "a local CA is never committed");
+});
+
+/** The npm packages (lock keys) that `deno info` finds in the module graph of `entrypoints`. */
+async function npmPackagesOf(entrypoints: string[]): Promise<Set<string>> {
+  const names = new Set<string>();
+  for (const entry of entrypoints) {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", entry],
+      cwd: REPO_ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(output.success, new TextDecoder().decode(output.stderr));
+    const info = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+      modules: { kind?: string; npmPackage?: string }[];
+    };
+    for (const module of info.modules) if (module.npmPackage) names.add(module.npmPackage);
+  }
+  return names;
+}
+
+Deno.test("model_deps.ts and api_deps.ts: exactly the npm packages the image's entry points import", async () => {
+  const config = readDenoConfig() as unknown as { imports: Record<string, string> };
+  const lock = JSON.parse(readRepoFile("deno.lock"));
+  const stageScripts = [...stageTasks().keys()].map((stage) => `scripts/${stage}.ts`);
+  for (
+    const { deps, entrypoints } of [
+      { deps: "docker/model_deps.ts", entrypoints: stageScripts },
+      { deps: "docker/api_deps.ts", entrypoints: ["scripts/serve.ts", "docker/healthcheck.ts"] },
+    ]
+  ) {
+    const listed = importedNames(readRepoFile(deps));
+    const narrowed = narrowLock(config.imports, lock, listed);
+    const imported = await npmPackagesOf(entrypoints);
+    const direct = new Set(
+      listed.map((name) => Object.keys(narrowed.lock.npm).find((key) => key.startsWith(`${name}@`))),
+    );
+    assert.deepEqual(
+      [...imported].sort(),
+      [...direct].sort(),
+      `${deps} must list what the entry points import`,
+    );
+  }
+});
+
+Deno.test("runtime_lock.ts: narrows deno.json and deno.lock to the listed packages and all they depend on", () => {
+  const config = readDenoConfig() as unknown as { imports: Record<string, string> };
+  const lock = JSON.parse(readRepoFile("deno.lock"));
+  const model = narrowLock(config.imports, lock, importedNames(readRepoFile("docker/model_deps.ts")));
+  const api = narrowLock(config.imports, lock, importedNames(readRepoFile("docker/api_deps.ts")));
+  for (const { lock: narrowed, imports } of [model, api]) {
+    for (const name of ["playwright-core", "fast-check", "ml-random-forest", "udsv"]) {
+      assert.ok(!(name in imports), name);
+      assert.ok(!Object.keys(narrowed.npm).some((key) => key.startsWith(`${name}@`)), `${name} left out`);
+    }
+    // Closed: every dependency of a kept package is kept, at the locked version.
+    for (const [key, entry] of Object.entries(narrowed.npm)) {
+      assert.deepEqual(entry, lock.npm[key], key);
+      for (const dependency of entry.dependencies ?? []) {
+        assert.ok(
+          dependency in narrowed.npm || Object.keys(narrowed.npm).some((k) => k.startsWith(`${dependency}@`)),
+          `${key} needs ${dependency}`,
+        );
+      }
+    }
+    assert.deepEqual(narrowed.workspace.dependencies, Object.keys(narrowed.specifiers).sort());
+  }
+  assert.ok(Object.keys(model.lock.npm).some((key) => key.startsWith("vega@")), "train draws charts");
+  assert.ok(!Object.keys(api.lock.npm).some((key) => key.startsWith("vega@")), "the API draws none");
+  assert.throws(
+    () => narrowLock(config.imports, lock, ["left-pad"]),
+    /"left-pad" is not in deno.json's imports/,
+  );
 });
 
 Deno.test("model.Dockerfile: the entry point runs any stage, /app/data belongs to the stages' user", () => {
@@ -271,6 +383,61 @@ Deno.test("entrypoint.sh: refuses an unknown stage with one line listing the sta
   assert.match(none.stderr, /^usage: docker run IMAGE <stage>/);
 });
 
+Deno.test("entrypoint.sh: checks exactly the folders each stage may write (its deno.json write grant)", () => {
+  const text = readRepoFile("docker/entrypoint.sh");
+  const start = text.lastIndexOf("case $stage in", text.indexOf('write_dirs="data/'));
+  const block = text.slice(start, text.indexOf("\nesac\n", start));
+  const checked = new Map<string, string[]>();
+  for (const [, stages, dirs] of block.matchAll(/^([a-z_ |]+)\) write_dirs="([^"]*)" ;;$/gm)) {
+    for (const stage of stages!.split("|").map((s) => s.trim())) {
+      checked.set(stage, dirs!.split(" ").filter(Boolean));
+    }
+  }
+  for (const stage of stageTasks().keys()) {
+    const write = (readDenoConfig().permissions[stage]?.write ?? []) as string[];
+    assert.deepEqual(checked.get(stage) ?? [], write, stage);
+  }
+});
+
+Deno.test("entrypoint.sh: MLFLOW_WAIT_SECONDS waits for MLflow's /health, then runs the stage, or gives up", async () => {
+  await using root = await createImageRoot();
+  const bad = await runEntrypoint(root.path, ["train", "--help"], { MLFLOW_WAIT_SECONDS: "soon" });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^error: MLFLOW_WAIT_SECONDS must be a number of seconds, got "soon"\n$/);
+
+  let healthy = false;
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    () => new Response(healthy ? "OK" : "starting", { status: healthy ? 200 : 503 }),
+  );
+  const uri = `http://127.0.0.1:${server.addr.port}`;
+  try {
+    const gaveUp = await runEntrypoint(root.path, ["evaluate"], {
+      MLFLOW_TRACKING_URI: uri,
+      MLFLOW_WAIT_SECONDS: "1",
+    });
+    assert.equal(gaveUp.code, 1);
+    assert.match(gaveUp.stderr, new RegExp(`error: MLflow at ${uri} did not answer within 1s`));
+    setTimeout(() => healthy = true, 1500);
+    const asksHelp = await runEntrypoint(root.path, ["evaluate", "--help"], {
+      MLFLOW_TRACKING_URI: uri,
+      MLFLOW_WAIT_SECONDS: "30",
+    });
+    assert.equal(asksHelp.code, 0, "--help needs no MLflow");
+    assert.equal(asksHelp.stderr, "");
+    const waited = await runEntrypoint(root.path, ["evaluate", "--model_version", "bogus!"], {
+      MLFLOW_TRACKING_URI: uri,
+      MLFLOW_WAIT_SECONDS: "30",
+    });
+    assert.match(waited.stderr, /^waiting up to 30s for MLflow at .*\nMLflow answers after \d+s\nerror: /);
+    assert.equal(waited.code, 2, "then the stage runs, and refuses the bad flag value");
+    const quick = await runEntrypoint(root.path, ["split-batches", "--help"], { MLFLOW_WAIT_SECONDS: "30" });
+    assert.equal(quick.stderr, "", "stages without MLflow do not wait");
+  } finally {
+    await server.shutdown();
+  }
+});
+
 Deno.test("entrypoint.sh: runs deno with the stage's set and, for MLflow stages, MLFLOW_TRACKING_URI's host:port", async () => {
   // DENO=echo prints the command the container would exec.
   const command = async (args: string[], env: Record<string, string> = {}) => {
@@ -363,6 +530,7 @@ interface ComposeService {
   depends_on?: Record<string, { condition: string }>;
   profiles?: string[];
   ports?: string[];
+  restart?: string;
 }
 
 function readCompose(): { services: Record<string, ComposeService>; volumes: Record<string, unknown> } {
@@ -383,7 +551,9 @@ function serviceEnv(service: ComposeService): Record<string, string> {
 Deno.test("compose.yaml: MLflow is the pinned official image, reachable by the stages under its service name", () => {
   const { services } = readCompose();
   const mlflow = services.mlflow!;
-  assert.equal(mlflow.image, "ghcr.io/mlflow/mlflow:v3.17.2");
+  const pinned = /^mlflow(\[[a-z,]+\])?==(\S+)$/m.exec(readRepoFile("requirements-mlflow.txt"))?.[2];
+  assert.equal(mlflow.image, `ghcr.io/mlflow/mlflow:v${pinned}`, "the MLflow the project pins");
+  assert.match(readRepoFile("docker/docker.mk"), new RegExp(`^MLFLOW_IMAGE = ${mlflow.image}$`, "m"));
   const flag = (name: string) => mlflow.command?.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
   assert.equal(flag("host"), "0.0.0.0");
   const allowed = flag("allowed-hosts")?.split(",") ?? [];
@@ -405,7 +575,7 @@ Deno.test("compose.yaml: one one-shot service per stage, each a real stage on th
   await using root = await createImageRoot();
   const covered = new Set<string>();
   for (const [name, service] of Object.entries(services)) {
-    if (service.image !== MODEL_IMAGE) continue;
+    if (interpolate(service.image ?? "") !== MODEL_IMAGE) continue;
     assert.deepEqual(service.build, { context: ".", dockerfile: "docker/model.Dockerfile" }, name);
     assert.deepEqual(service.profiles, ["stages"], `${name}: not started by docker compose up`);
     assert.deepEqual(service.volumes, ["data:/app/data"], name);
@@ -428,6 +598,14 @@ Deno.test("compose.yaml: one one-shot service per stage, each a real stage on th
   assert.equal(api.volumes, undefined, "the API reads nothing from the data volume");
   assert.equal(api.depends_on?.mlflow?.condition, "service_healthy");
   assert.ok(api.ports?.some((p) => p.endsWith(":8000")));
+  // podman-compose ignores service_healthy, and Podman restarts without a growing delay: the entry point waits
+  // for MLflow, and the restarts are bounded.
+  assert.match(api.restart ?? "", /^on-failure:\d+$/);
+  for (const [name, service] of Object.entries(services)) {
+    if (service.environment?.MLFLOW_TRACKING_URI) {
+      assert.match(String(service.environment.MLFLOW_WAIT_SECONDS), /^\d+$/, `${name} waits for MLflow`);
+    }
+  }
   const argv = ["serve", ...(api.command ?? []).map(interpolate)];
   assert.equal(await checkStageCommand(root, argv, serviceEnv(api)), undefined, "service api");
 });
@@ -443,6 +621,7 @@ Deno.test("compose.yaml: one one-shot service per stage, each a real stage on th
 const FAKE_DOCKER = `#!/usr/bin/env bash
 set -euo pipefail
 die() { echo "fake docker: $*" >&2; exit 125; }
+[[ \${1-} == --version ]] && { echo "Docker version 20.10.24 (a stand-in for tests)"; exit 0; }
 printf '%s\\n' "$*" >>"$FAKE_DOCKER_LOG"
 [[ \${1-} == run ]] || die "only 'docker run' is emulated, got '\${1-}'"
 shift
@@ -551,6 +730,30 @@ Deno.test("make -n docker-model-*: data/docker at /app/data, MLflow on the host,
   assert.ok(words.includes("--add-host=host.docker.internal:host-gateway"));
   assert.deepEqual(words.slice(words.indexOf(MODEL_IMAGE)), [MODEL_IMAGE, "ingest", "--source", "sample"]);
   assert.ok(!text.includes("secret-"), "-e NAME forwards a secret without printing it");
+  const user = words[words.indexOf("--user") + 1]!;
+  assert.match(user, /^\d+:\d+$/);
+  assert.ok(!user.startsWith("0:"), "the stages never run as root, also when make does");
+});
+
+/** A stand-in `podman` for `make -n`: only its --version is asked. */
+async function fakePodman(dir: string): Promise<string> {
+  const path = join(dir, "podman");
+  await Deno.writeTextFile(path, '#!/bin/sh\necho "podman version 4.3.1"\n', { mode: 0o755 });
+  return path;
+}
+
+Deno.test("make -n with DOCKER=podman: host.containers.internal, no host-gateway, Docker image format", async () => {
+  await using root = await createImageRoot();
+  const podman = await fakePodman(root.path);
+  const run = await runMake(REPO_ROOT, ["-n", "docker-model-train", "batches=0", `DOCKER=${podman}`]);
+  assert.equal(run.code, 0, run.stderr);
+  const words = dockerRunWords(run.stdout.replaceAll(`${podman} run `, "docker run "));
+  assert.ok(words.includes("MLFLOW_TRACKING_URI=http://host.containers.internal:5500"), words.join(" "));
+  assert.ok(!words.some((w) => w.startsWith("--add-host")), "Podman 4 rejects host-gateway");
+  const build = await runMake(REPO_ROOT, ["-n", "docker-api-build", `DOCKER=${podman}`]);
+  assert.match(build.stdout, new RegExp(`^${podman} build --format docker -f docker/api.Dockerfile `, "m"));
+  const docker = await runMake(REPO_ROOT, ["-n", "docker-api-build", "DOCKER=docker"]);
+  assert.match(docker.stdout, /^docker build -f docker\/api.Dockerfile /m, "docker build has no --format");
 });
 
 Deno.test("make -n docker-api-run: serve with flags it accepts, published on 127.0.0.1 only", async () => {
@@ -558,6 +761,7 @@ Deno.test("make -n docker-api-run: serve with flags it accepts, published on 127
   assert.equal(run.code, 0, run.stderr);
   const words = dockerRunWords(run.stdout);
   assert.ok(words.includes("127.0.0.1:8080:8000"), "-p 127.0.0.1:$(API_PORT):8000");
+  assert.equal(words[words.indexOf("--name") + 1], "tutoria-mlops-api", "a name for logs, stop and health");
   assert.ok(words.includes("MLFLOW_TRACKING_URI=http://host.docker.internal:5500"));
   assert.ok(!words.some((w) => w.startsWith("-v")), "the API mounts no data");
   const args = words.slice(words.indexOf("tutoria-mlops-api:latest") + 1);
@@ -680,7 +884,18 @@ Deno.test("docs: every command the Docker and infra docs show is a make target o
     if (words[0] === "make") {
       const run = await runMake(REPO_ROOT, ["-n", ...words.slice(1)]);
       assert.equal(run.code, 0, `${command}: ${run.stderr}`);
-    } else if (words.find((w) => !/^[A-Z_]+=/.test(w)) === "docker" && words.includes("compose")) {
+    } else if (
+      (words.find((w) => !/^[A-Z_]+=/.test(w)) === "docker" && words.includes("compose")) ||
+      words[0] === "podman-compose"
+    ) {
+      // podman-compose runs a profiled service only with its profile named; the rest is the same.
+      if (words[0] === "podman-compose") {
+        words.splice(0, 1, "docker", "compose");
+        if (words[2] === "--profile") {
+          assert.equal(words[3], "stages", command);
+          words.splice(2, 2);
+        }
+      }
       // Leading NAME=value assignments must be variables compose.yaml interpolates.
       while (/^[A-Z_]+=/.test(words[0]!)) {
         const name = words.shift()!.split("=")[0]!;

@@ -14,9 +14,17 @@
 #     MLFLOW_ALLOW_NET=--allow-net=... overrides it.
 #   - ingest (its task has $INGEST_ALLOW_NET): INGEST_ALLOW_NET=--allow-net=... if set, for a --source URL.
 #
+# Waiting for MLflow: with MLFLOW_WAIT_SECONDS=N (compose.yaml sets it), an MLflow stage first waits up to N
+# seconds, backing off, until GET <MLFLOW_TRACKING_URI>/health answers, so that a stage or the API started
+# together with MLflow neither fails nor spins through restarts while the server starts.
+#
+# A proxy's CA: DENO_CERT defaults to docker/certs/extra-ca.pem when the image was built with one
+# (docker/certs/README.md), for an MLflow reached through the same proxy.
+#
 # Environment: DENO (the deno binary, default `deno`; tests run this script locally with the project's Deno),
-# MLFLOW_TRACKING_URI, MLFLOW_ALLOW_NET, INGEST_ALLOW_NET, and HOST and PORT for serve.
-# Exit codes: the stage's own; 2 for an unknown stage or an unusable MLFLOW_TRACKING_URI.
+# MLFLOW_TRACKING_URI, MLFLOW_ALLOW_NET, MLFLOW_WAIT_SECONDS, INGEST_ALLOW_NET, and HOST and PORT for serve.
+# Exit codes: the stage's own; 2 for an unknown stage or an unusable MLFLOW_TRACKING_URI or
+# MLFLOW_WAIT_SECONDS; 1 when MLflow did not answer within MLFLOW_WAIT_SECONDS.
 set -eu
 
 # Keep in step with deno.json "tasks" (docker/docker_test.ts checks both lists).
@@ -109,6 +117,60 @@ case $stage in
 preprocess_batch | preprocess_test) v8="--v8-flags=--max-semi-space-size=2,--max-old-space-size=512" ;;
 esac
 
-# exec: tini's child becomes deno itself, so SIGTERM from `docker stop` reaches the stage, which removes its
-# partial outputs and exits 130.
+# The folders under data/ each stage writes (its "write" grant in deno.json; docker/docker_test.ts keeps the two
+# equal). A bind-mounted data folder owned by another user fails there with a bare "Permission denied" from
+# deep inside the stage; this says whose folder it is and what to do, before anything runs.
+case $stage in
+ingest) write_dirs="data/raw data/downloads" ;;
+split_batches) write_dirs="data/batches" ;;
+preprocess_batch | preprocess_test) write_dirs="data/processed" ;;
+*) write_dirs="" ;;
+esac
+for dir in $write_dirs; do
+  [ -d "$dir" ] || dir=$(dirname "$dir")
+  [ -d "$dir" ] && [ ! -w "$dir" ] || continue
+  echo "error: $(pwd)/$dir belongs to uid $(stat -c %u "$dir") (gid $(stat -c %g "$dir")) and this runs as uid $(id -u), which may not write it; give the folder to uid $(id -u) (on the host: chown -R $(id -u):$(id -g) <the folder mounted at $(pwd)/data>) or run as its owner (docker run --user, or DOCKER_USER=uid:gid for the make targets)" >&2
+  exit 1
+done
+
+if [ -z "${DENO_CERT:-}" ] && [ -s docker/certs/extra-ca.pem ]; then
+  DENO_CERT=$(pwd)/docker/certs/extra-ca.pem
+  export DENO_CERT
+fi
+
+# Polls MLflow's /health (with the health-check script, the only HTTP client in the image) for up to $1 s.
+wait_for_mlflow() {
+  limit=$1 waited=0 delay=1
+  url="${MLFLOW_TRACKING_URI%/}/health"
+  until "${DENO:-deno}" run -q --frozen --cached-only "--allow-net=$host_port" docker/healthcheck.ts "$url" 2>/dev/null; do
+    [ "$waited" -lt "$limit" ] || {
+      echo "error: MLflow at $MLFLOW_TRACKING_URI did not answer within ${limit}s (MLFLOW_WAIT_SECONDS)" >&2
+      exit 1
+    }
+    [ "$waited" -gt 0 ] || echo "waiting up to ${limit}s for MLflow at $MLFLOW_TRACKING_URI" >&2
+    sleep "$delay"
+    waited=$((waited + delay))
+    delay=$((delay * 2))
+    [ "$delay" -le 8 ] || delay=8
+  done
+  [ "$waited" -eq 0 ] || echo "MLflow answers after ${waited}s" >&2
+}
+
+wait_seconds=${MLFLOW_WAIT_SECONDS:-0}
+case $wait_seconds in
+'' | *[!0-9]*) fail "MLFLOW_WAIT_SECONDS must be a number of seconds, got \"$wait_seconds\"" ;;
+esac
+asks_help=no
+for arg in "$@"; do
+  case $arg in -h | --help) asks_help=yes ;; esac
+done
+if [ "$wait_seconds" -gt 0 ] && [ "$asks_help" = no ] && contains "$MLFLOW_STAGES" "$stage" &&
+  [ -n "${MLFLOW_TRACKING_URI:-}" ]; then
+  host_port=$(url_host_port "$MLFLOW_TRACKING_URI") ||
+    fail "MLFLOW_TRACKING_URI must be an http(s):// URL such as http://mlflow:5000, got \"$MLFLOW_TRACKING_URI\""
+  wait_for_mlflow "$wait_seconds"
+fi
+
+# exec: tini's child becomes deno itself, so SIGINT or SIGTERM (Ctrl-C, `docker stop`) reaches the stage, which
+# removes its partial outputs and exits 130.
 exec "${DENO:-deno}" run -q --frozen --cached-only "-P=$stage" ${v8:+"$v8"} ${net:+"$net"} "scripts/$stage.ts" "$@"
