@@ -28,7 +28,8 @@
  */
 import { parseArgs } from "node:util";
 
-const WORK = ".tmp-test/docker-e2e";
+/** Scratch folder of this run, one per engine so that a Podman and a Docker run can go on side by side. */
+let WORK = ".tmp-test/docker-e2e";
 const MODEL_IMAGE = "tutoria-mlops-model:e2e";
 const API_IMAGE = "tutoria-mlops-api:e2e";
 const COMPOSE_VENV = ".cache/compose";
@@ -191,7 +192,7 @@ async function resolveEngine(name: string): Promise<Engine> {
   check(name === "docker" || name.endsWith("/docker"), `--engine must be podman or docker, got "${name}"`);
   // `docker` on the PATH may be a newer CLI without the buildx plugin (then only the classic builder); the
   // CLI of the daemon's own package is the deterministic choice, and it has BuildKit.
-  const cli = name === "docker" && await exists("/usr/bin/docker") && await exists("/usr/bin/dockerd")
+  const cli = name === "docker" && await exists("/usr/bin/docker") && await exists("/usr/sbin/dockerd")
     ? "/usr/bin/docker"
     : name;
   const env = { DOCKER_CONFIG: `${Deno.cwd()}/${COMPOSE_VENV}` };
@@ -208,7 +209,7 @@ async function startDockerd(cli: string, env: Record<string, string>): Promise<v
   if ((await run(cli, ["info", "--format", "{{.ServerVersion}}"], { env, allowFail: true })).code === 0) {
     return;
   }
-  log("no Docker daemon answers: starting dockerd (log: .tmp-test/docker-e2e/dockerd.log)");
+  log(`no Docker daemon answers: starting dockerd (log: ${WORK}/dockerd.log)`);
   const logFile = await Deno.open(`${WORK}/dockerd.log`, { write: true, create: true, truncate: true });
   const daemon = new Deno.Command("setsid", {
     args: ["dockerd"],
@@ -299,6 +300,7 @@ async function standInOf(engine: Engine, image: string): Promise<string> {
 }
 
 async function main(options: Options): Promise<string> {
+  WORK = `.tmp-test/docker-e2e/${options.engine.includes("podman") ? "podman" : "docker"}`;
   await removeTree(WORK);
   await Deno.mkdir(WORK, { recursive: true });
   const engine = await step("engine", () => resolveEngine(options.engine));
