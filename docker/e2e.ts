@@ -394,7 +394,7 @@ async function main(options: Options): Promise<string> {
   await checkOutputs(data);
 
   await step("what a container says when the data folder or MLflow is out of reach", () => checkErrors(make));
-  await step("Ctrl-C on a running stage", () => checkInterrupt(engine, make));
+  await step("Ctrl-C on a running stage", () => checkInterrupt(engine));
   await step("the API container", () => checkApi(engine, make, version, options.apiPort));
   await step(
     `compose.yaml with ${engine.kind === "podman" ? "podman-compose" : "docker compose"}`,
@@ -484,7 +484,7 @@ async function checkErrors(make: Make): Promise<void> {
 }
 
 /** Ctrl-C (SIGINT to the foreground process group, as a terminal sends it) while ingest writes. */
-async function checkInterrupt(engine: Engine, _make: Make): Promise<void> {
+async function checkInterrupt(engine: Engine): Promise<void> {
   const data = `${Deno.cwd()}/${WORK}/interrupt`;
   const child = new Deno.Command("setsid", {
     args: [
