@@ -65,7 +65,7 @@ INGEST_ENV = -e KAGGLE_API_TOKEN -e KAGGLE_USERNAME -e KAGGLE_KEY -e INGEST_ALLO
 	docker-model-pipeline-ingest docker-model-pipeline-train docker-model-predict docker-api-build \
 	docker-api-run
 
-##@ Docker (model image, data in data/docker/, MLflow on this host reached as host.docker.internal)
+##@ Docker or Podman (model image, data in data/docker/, MLflow on this host as host.docker.internal or host.containers.internal)
 # Debian 12's packages: Podman and what it needs on a machine without systemd, Docker for DOCKER=docker, and
 # debootstrap for the base-image stand-ins. The compose tools come from PyPI (docker/requirements-compose.txt).
 PODMAN_PACKAGES = podman buildah runc slirp4netns fuse-overlayfs uidmap netavark aardvark-dns \
