@@ -503,14 +503,18 @@ async function checkInterrupt(engine: Engine): Promise<void> {
   }).spawn();
   const output = child.output();
   try {
-    await waitFor("ingest starts writing data/raw/train.csv.partial", 90, async () => {
+    // Generous: a busy engine (another build holding the image store's lock) can hold a start for minutes.
+    await waitFor("ingest starts writing data/raw/train.csv.partial", 300, async () => {
       const info = await Deno.stat(`${data}/raw/train.csv.partial`).catch(() => undefined);
       return info && info.size > 0 ? true : undefined;
     });
   } catch (error) {
+    const containers = await run(engine.cli, ["ps", "-a"], { env: engine.env, allowFail: true });
     await run("kill", ["-KILL", "--", `-${child.pid}`], { allowFail: true });
     const done = await output;
-    throw new CheckFailed(`${(error as Error).message}\n${tail(decoder.decode(done.stderr))}`);
+    throw new CheckFailed(
+      `${(error as Error).message}\n${tail(decoder.decode(done.stderr))}\ncontainers:\n${containers.stdout}`,
+    );
   }
   await run("kill", ["-INT", "--", `-${child.pid}`]);
   const done = await output;
@@ -541,7 +545,7 @@ async function checkApi(engine: Engine, make: Make, version: string, port: numbe
   });
   const base = `http://127.0.0.1:${port}`;
   const ready = await Promise.race([
-    waitFor("the API answers /ready", 120, async () => {
+    waitFor("the API answers /ready", 240, async () => {
       const answer = await httpJson(`${base}/ready`);
       return answer.status === 200 ? answer.body : undefined;
     }),
