@@ -504,9 +504,14 @@ async function checkInterrupt(engine: Engine): Promise<void> {
   const output = child.output();
   try {
     // Generous: a busy engine (another build holding the image store's lock) can hold a start for minutes.
-    await waitFor("ingest starts writing data/raw/train.csv.partial", 300, async () => {
-      const info = await Deno.stat(`${data}/raw/train.csv.partial`).catch(() => undefined);
-      return info && info.size > 0 ? true : undefined;
+    // The stage writes train.csv under a temporary name, `train.csv[.<run>].partial`, renamed at the end.
+    await waitFor("ingest starts writing data/raw/train.csv.*.partial", 300, async () => {
+      for await (const entry of Deno.readDir(`${data}/raw`)) {
+        if (!/^train\.csv\.(.+\.)?partial$/.test(entry.name)) continue;
+        const info = await Deno.stat(`${data}/raw/${entry.name}`);
+        if (info.size > 0) return true;
+      }
+      return undefined;
     });
   } catch (error) {
     const containers = await run(engine.cli, ["ps", "-a"], { env: engine.env, allowFail: true });
