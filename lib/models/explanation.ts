@@ -3,8 +3,9 @@
  * score. They are exact, not sampled: every model family decomposes its own score into a bias plus one
  * term per feature, and `bias + Σ contributions` gives the score back (up to floating-point rounding).
  *
- * - The linear model's logit is `bias + output · mean(embedding rows)`; the mean splits into one term per
- *   token and n-gram (`LinearModel.explainTokens` in `linear/model.ts`).
+ * - The linear model's logit is `bias + output · (embedding rows pooled)`, pooled = summed and divided by
+ *   the number of features n or by √n; the sum splits into one term per token and n-gram
+ *   (`LinearModel.explainTokens` in `linear/model.ts`).
  * - The forest's probability is the mean of its trees' leaves; along each tree's path every split moves
  *   the value from a node to its child, and that change is the split word's (the path-contribution method,
  *   `Forest.explainProba` in `forest/forest.ts`). Words the review lacks contribute too (its path went the

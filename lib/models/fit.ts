@@ -306,7 +306,9 @@ export async function trainLinearModel(options: TrainLinearModelOptions): Promis
   const shape = options.initial?.shape;
   const params = resolveLinearParams({
     ...options.params,
-    ...(shape ? { dim: shape.dim, buckets: shape.buckets, ngrams: shape.ngrams } : {}),
+    ...(shape
+      ? { dim: shape.dim, buckets: shape.buckets, ngrams: shape.ngrams, pooling: shape.pooling }
+      : {}),
   });
   const files = trainingFilesOf(options.batches);
   const holdout = options.calibration?.holdout ?? options.holdout;

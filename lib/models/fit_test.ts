@@ -1,4 +1,4 @@
-/** resolveTrainingBatches(): which processed batches train reads, and which it refuses. */
+/** resolveTrainingBatches(): which processed batches train reads, and which it refuses; warm starts. */
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import { PipelineError } from "../core/errors.ts";
@@ -8,6 +8,7 @@ import { resolveTrainingBatches, type TrainingBatch, trainLinearModel, trainSent
 import { type HoldoutSplit, isHoldoutRow } from "./linear/trainer.ts";
 import { generateReviews } from "../data/sample_data.ts";
 import { formatReviewLine } from "../data/csv.ts";
+import { deserializeLinear } from "./linear/model_format.ts";
 import { scratchDir, TOKENIZER_BEFORE_LEXICON } from "../_testing.ts";
 
 async function processedBatches(count: number): Promise<AsyncDisposable & { path: string }> {
@@ -138,4 +139,22 @@ Deno.test("training with a calibration split trains without the held-out reviews
     assert.equal(trained.rows, total);
     assert.equal(trained.calibration, undefined);
   });
+});
+
+Deno.test("trainLinearModel() warm-starts a model saved before pooling was a setting, keeping its mean pooling", async () => {
+  await using batches = await processedBatches(1);
+  const engine = await Deno.readFile(new URL("./linear/testdata/format1_model/engine.bin", import.meta.url));
+  const initial = deserializeLinear(engine);
+  assert.equal(initial.shape.pooling, "mean");
+  const trained = await trainLinearModel({
+    batches: await resolveTrainingBatches(["all"], batches.path),
+    initial,
+    params: { epochs: 1 },
+    progress: "off",
+  });
+  // The defaults pool by √n; a warm start keeps the model's own shape, pooling included.
+  assert.equal(trained.params.pooling, "mean");
+  assert.equal(trained.model.shape.pooling, "mean");
+  assert.equal(trained.model.shape.buckets, initial.shape.buckets);
+  assert.equal(trained.model.history.sessions, initial.history.sessions + 1);
 });

@@ -7,7 +7,7 @@ import { ENGINES, FOREST_ENGINE, LINEAR_ENGINE } from "../engines.ts";
 import { buildModelFiles, isTokenScoringEngine, loadModel } from "../artifact.ts";
 import { tokenizeReview } from "../../features/tokenizer.ts";
 import { LinearModel } from "./model.ts";
-import { LINEAR_ENGINE_NAME, serializeLinear } from "./model_format.ts";
+import { deserializeLinear, LINEAR_ENGINE_NAME, serializeLinear } from "./model_format.ts";
 
 function trainedFiles(): Map<string, Uint8Array> {
   const model = LinearModel.create({ dim: 4, buckets: 1 << 12, ngrams: 2 }, 1);
@@ -53,4 +53,37 @@ Deno.test("loadModel() refuses a vocabulary engine whose artifact has no vocabul
     () => loadModel(files, [fakeForest, LINEAR_ENGINE]),
     /model artifact is missing vocabulary\.json, which engine "sparse-forest" needs/,
   );
+});
+
+Deno.test("a model saved before pooling was a setting (format 1) scores exactly as it did, and keeps its pooling", async () => {
+  // Written by the build before √n pooling and naive-Bayes weighting, with its defaults then (mean pooling);
+  // expected.json holds the probabilities that build gave.
+  const dir = new URL("./testdata/format1_model/", import.meta.url);
+  const files = new Map<string, Uint8Array>();
+  for (const name of ["MLmodel", "model.json", "engine.bin"]) {
+    files.set(name, await Deno.readFile(new URL(name, dir)));
+  }
+  const expected: { title: string; text: string; positive_probability: number }[] = JSON.parse(
+    await Deno.readTextFile(new URL("expected.json", dir)),
+  );
+  const engine = files.get("engine.bin")!;
+  const headerLength = new DataView(engine.buffer, engine.byteOffset).getUint32(8, true);
+  const header = JSON.parse(new TextDecoder().decode(engine.subarray(12, 12 + headerLength)));
+  assert.equal(header.format_version, 1);
+  assert.equal(header.pooling, undefined, "format 1 has no pooling field");
+  const model = loadModel(files, ENGINES);
+  assert.ok(model.engine instanceof LinearModel);
+  assert.equal(model.engine.shape.pooling, "mean");
+  for (const review of expected) {
+    assert.equal(model.predict(review).positiveProbability, review.positive_probability, review.text);
+  }
+  // Saved again by this build it becomes format 2 with its pooling recorded, and scores the same.
+  const again = deserializeLinear(serializeLinear(model.engine));
+  assert.equal(again.shape.pooling, "mean");
+  for (const review of expected) {
+    assert.equal(
+      again.predictTokensProba(model.tokenizer.tokenizeReview(review)),
+      review.positive_probability,
+    );
+  }
 });

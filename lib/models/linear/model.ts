@@ -1,7 +1,14 @@
 /**
  * A fastText-style linear classifier (Joulin et al. 2016, "Bag of Tricks for Efficient Text
- * Classification"): each hashed token and token pair has a small embedding, a review is the average of
- * its features' embeddings, and a logistic output layer scores that average.
+ * Classification"): each hashed token and token pair has a small embedding, a review is the pooled
+ * embedding of its features, and a logistic output layer scores it.
+ *
+ * Pooling ({@linkcode Pooling}) is the sum of the embeddings divided by the number of features n: by n
+ * (the mean, fastText's choice and the only one of models saved before pooling was recorded) or by √n,
+ * which lets a long review carry more evidence than a short one (better on the development reviews, see
+ * `DEFAULT_LINEAR_PARAMS`). Either way the logit is exact sum over the review's features plus the bias:
+ * feature k adds `scale(n) · (output · embedding_k)` ({@linkcode LinearModel.logitContributions}), which
+ * is what an explanation of a prediction reads.
  *
  * Two departures from fastText:
  * - The embeddings start at zero and the output weights at small random values (fastText does the
@@ -22,10 +29,30 @@ import type { TokenScoringEngine } from "../artifact.ts";
 import type { FeatureContribution, ScoreDecomposition } from "../explanation.ts";
 import { FeatureBuffer, featuresOfTokenHashes, featuresOfTokens, type HashingConfig } from "./hashing.ts";
 
-/** The model's shape: what is fixed once training starts. */
+/** How a review's feature embeddings are pooled: their sum divided by n (the mean) or by √n. */
+export type Pooling = "mean" | "sqrt";
+
+/** The poolings this build knows. */
+export const POOLINGS: readonly Pooling[] = ["mean", "sqrt"];
+
+/**
+ * The factor a review's summed feature embeddings are multiplied by.
+ *
+ * @param pooling The model's pooling.
+ * @param count The review's number of features (repeats counted).
+ * @returns 1/count or 1/√count; 0 for a review without features.
+ */
+export function poolingScale(pooling: Pooling, count: number): number {
+  if (count <= 0) return 0;
+  return pooling === "mean" ? 1 / count : 1 / Math.sqrt(count);
+}
+
+/** The model's shape: what is fixed once training starts, and what scoring needs besides the weights. */
 export interface LinearShape extends HashingConfig {
   /** Embedding size. */
   dim: number;
+  /** Pooling of the feature embeddings. @default {"mean"} (models saved before it was recorded) */
+  pooling?: Pooling;
 }
 
 /** What a model remembers of its training, saved with it. */
@@ -87,8 +114,8 @@ export function sigmoid(z: number): number {
  * ```
  */
 export class LinearModel implements TokenScoringEngine {
-  /** Shape: dimension, buckets, n-grams. */
-  readonly shape: Readonly<LinearShape>;
+  /** Shape: dimension, buckets, n-grams, pooling. */
+  readonly shape: Readonly<Required<LinearShape>>;
   /** `buckets × dim` embeddings, row-major. */
   readonly embeddings: Float32Array;
   /** Output weights, one per dimension. */
@@ -115,7 +142,12 @@ export class LinearModel implements TokenScoringEngine {
         `linear model arrays do not match its shape (${shape.buckets} x ${shape.dim})`,
       );
     }
-    this.shape = Object.freeze({ ...shape });
+    if (shape.pooling !== undefined && !POOLINGS.includes(shape.pooling)) {
+      throw new RangeError(
+        `linear model pooling must be one of ${POOLINGS.join(", ")}, got ${shape.pooling}`,
+      );
+    }
+    this.shape = Object.freeze({ ...shape, pooling: shape.pooling ?? "mean" });
     this.embeddings = embeddings;
     this.output = output;
     this.bias = bias;
@@ -127,7 +159,7 @@ export class LinearModel implements TokenScoringEngine {
   /**
    * A new, untrained model: zero embeddings, output weights uniform in ±1/dim.
    *
-   * @param shape Dimension, buckets, n-grams.
+   * @param shape Dimension, buckets, n-grams, pooling (mean when absent).
    * @param seed Seed of the initial output weights.
    */
   static create(shape: LinearShape, seed: number): LinearModel {
@@ -143,7 +175,7 @@ export class LinearModel implements TokenScoringEngine {
     );
   }
 
-  /** Averages the embeddings of `ids[start, start + count)` into the hidden vector; returns the score before the sigmoid. */
+  /** Pools the embeddings of `ids[start, start + count)` into the hidden vector; returns the score before the sigmoid. */
   #forward(ids: Int32Array, start: number, count: number): number {
     const dim = this.shape.dim;
     const hidden = this.#hidden;
@@ -155,7 +187,7 @@ export class LinearModel implements TokenScoringEngine {
     }
     let z = this.bias;
     if (count > 0) {
-      const scale = 1 / count;
+      const scale = poolingScale(this.shape.pooling, count);
       const output = this.output;
       for (let j = 0; j < dim; j++) {
         hidden[j]! *= scale;
@@ -213,9 +245,9 @@ export class LinearModel implements TokenScoringEngine {
 
   /**
    * Decomposes the logit of {@linkcode LinearModel.logitIds} exactly over the review's features: the
-   * logit is `bias + output · mean(embedding rows)`, and a mean is a sum, so it splits into one term per
-   * feature, `(output · embedding row) / count`. `bias + Σ out[k]` equals the logit up to floating-point
-   * rounding. It mirrors `#forward`: a change to how a review is scored must change both (tests hold them
+   * logit is `bias + output · (sum of embedding rows) · scale`, the scale 1/count or 1/√count by the model's
+   * pooling ({@linkcode poolingScale}), so it splits into one term per feature, `(output · embedding row) ·
+   * scale`. `bias + Σ out[k]` equals the logit up to floating-point rounding. It mirrors `#forward`: a change to how a review is scored must change both (tests hold them
    * equal).
    *
    * @param ids Feature ids.
@@ -228,7 +260,7 @@ export class LinearModel implements TokenScoringEngine {
     const dim = this.shape.dim;
     const embeddings = this.embeddings;
     const output = this.output;
-    const scale = 1 / count;
+    const scale = poolingScale(this.shape.pooling, count);
     for (let k = 0; k < count; k++) {
       const row = ids[start + k]! * dim;
       let dot = 0;
@@ -284,9 +316,18 @@ export class LinearModel implements TokenScoringEngine {
    * @param count How many ids the review has.
    * @param label 1 = positive, 0 = negative.
    * @param rate Learning rate of this step.
+   * @param rateScale Per bucket, a factor on the learning rate of that bucket's embedding (the trainer's
+   *   naive-Bayes weighting); absent = 1 for every bucket.
    * @returns The probability predicted before the step (for the running loss).
    */
-  trainStep(ids: Int32Array, start: number, count: number, label: 0 | 1, rate: number): number {
+  trainStep(
+    ids: Int32Array,
+    start: number,
+    count: number,
+    label: 0 | 1,
+    rate: number,
+    rateScale?: Float32Array,
+  ): number {
     const dim = this.shape.dim;
     const p = sigmoid(this.#forward(ids, start, count));
     const g = rate * (label - p);
@@ -297,16 +338,26 @@ export class LinearModel implements TokenScoringEngine {
     const hidden = this.#hidden;
     const gradient = this.#gradient;
     // The input gradient uses the output weights before their own update, and is shared equally by the
-    // features, as in fastText (the average's derivative is 1/count per feature).
-    const share = 1 / count;
+    // features, as in fastText (the pooling's derivative is its scale for every feature).
+    const share = poolingScale(this.shape.pooling, count);
     for (let j = 0; j < dim; j++) {
       gradient[j] = g * output[j]! * share;
       output[j]! += g * hidden[j]!;
     }
     const embeddings = this.embeddings;
+    if (rateScale === undefined) {
+      for (let k = start, end = start + count; k < end; k++) {
+        const row = ids[k]! * dim;
+        for (let j = 0; j < dim; j++) embeddings[row + j]! += gradient[j]!;
+      }
+      return p;
+    }
     for (let k = start, end = start + count; k < end; k++) {
-      const row = ids[k]! * dim;
-      for (let j = 0; j < dim; j++) embeddings[row + j]! += gradient[j]!;
+      const bucket = ids[k]!;
+      const factor = rateScale[bucket]!;
+      if (factor === 0) continue;
+      const row = bucket * dim;
+      for (let j = 0; j < dim; j++) embeddings[row + j]! += factor * gradient[j]!;
     }
     return p;
   }

@@ -2,6 +2,11 @@
  * The binary model file (`engine.bin`) of a {@linkcode LinearModel}: a JSON header with the shape, the
  * hash, the output layer and the training history, then only the embedding rows that are not zero.
  *
+ * Format versions: 2 records the pooling (`"mean"` or `"sqrt"`); 1, written before pooling was a
+ * setting, has no such field and always means the mean. This build reads both and writes 2, so a model
+ * saved by an older build keeps scoring exactly as it did, and an older build refuses a version-2 file
+ * instead of scoring it with the wrong pooling.
+ *
  * Layout (all numbers little-endian):
  *
  * | bytes | content |
@@ -21,12 +26,14 @@
  */
 import { PipelineError } from "../../core/errors.ts";
 import { HASH_FUNCTION } from "./hashing.ts";
-import { type LinearHistory, LinearModel, type LinearShape } from "./model.ts";
+import { type LinearHistory, LinearModel, type LinearShape, type Pooling, POOLINGS } from "./model.ts";
 
 /** Engine name, recorded in the artifact's `model.json` and in the header. */
 export const LINEAR_ENGINE_NAME = "hashed-linear";
-/** The format version this build writes and reads. */
-export const LINEAR_FORMAT_VERSION = 1;
+/** The format version this build writes. */
+export const LINEAR_FORMAT_VERSION = 2;
+/** The format versions this build reads. */
+export const LINEAR_FORMAT_VERSIONS_READ: readonly number[] = [1, 2];
 
 const MAGIC = new TextEncoder().encode("HLINEAR1");
 const PREFIX_BYTES = 12;
@@ -40,6 +47,8 @@ export interface LinearHeader {
   dim: number;
   buckets: number;
   ngrams: 1 | 2;
+  /** Absent in format version 1, which always pooled by the mean. */
+  pooling?: Pooling;
   bias: number;
   output: number[];
   /** Number of stored (non-zero) embedding rows. */
@@ -73,7 +82,7 @@ function assertLittleEndian(): void {
  */
 export function serializeLinear(model: LinearModel): Uint8Array<ArrayBuffer> {
   assertLittleEndian();
-  const { dim, buckets, ngrams } = model.shape;
+  const { dim, buckets, ngrams, pooling } = model.shape;
   const rows = model.countUsedRows();
   const header: LinearHeader = {
     format: LINEAR_ENGINE_NAME,
@@ -83,6 +92,7 @@ export function serializeLinear(model: LinearModel): Uint8Array<ArrayBuffer> {
     dim,
     buckets,
     ngrams,
+    pooling,
     bias: model.bias,
     output: [...model.output],
     rows,
@@ -153,9 +163,11 @@ export function deserializeLinear(bytes: Uint8Array): LinearModel {
       `model file format is ${JSON.stringify(header?.format)}, expected "${LINEAR_ENGINE_NAME}"`,
     );
   }
-  if (header.format_version !== LINEAR_FORMAT_VERSION) {
+  if (!LINEAR_FORMAT_VERSIONS_READ.includes(header.format_version)) {
     throw new PipelineError(
-      `hashed-linear format version ${header.format_version} is not supported by this build (supports ${LINEAR_FORMAT_VERSION}); retrain or upgrade`,
+      `hashed-linear format version ${header.format_version} is not supported by this build (supports ${
+        LINEAR_FORMAT_VERSIONS_READ.join(", ")
+      }); retrain or upgrade`,
     );
   }
   if (header.hash !== HASH_FUNCTION) {
@@ -171,6 +183,8 @@ export function deserializeLinear(bytes: Uint8Array): LinearModel {
     throw corrupt(`buckets is ${buckets}`);
   }
   if (ngrams !== 1 && ngrams !== 2) throw corrupt(`ngrams is ${ngrams}`);
+  const pooling: Pooling = header.format_version === 1 ? "mean" : header.pooling as Pooling;
+  if (!POOLINGS.includes(pooling)) throw corrupt(`pooling is ${JSON.stringify(header.pooling)}`);
   if (!Number.isInteger(rows) || rows < 0 || rows > buckets) throw corrupt(`rows is ${rows}`);
   if (!Array.isArray(header.output) || header.output.length !== dim) throw corrupt("output layer size");
   if (![header.bias, ...header.output].every((v) => typeof v === "number" && Number.isFinite(v))) {
@@ -199,7 +213,7 @@ export function deserializeLinear(bytes: Uint8Array): LinearModel {
   for (let i = 0; i < values.length; i++) {
     if (!Number.isFinite(values[i]!)) throw corrupt("an embedding is not finite");
   }
-  const shape: LinearShape = { dim, buckets, ngrams };
+  const shape: LinearShape = { dim, buckets, ngrams, pooling };
   const history: LinearHistory = {
     examples: Number(header.history?.examples) || 0,
     sessions: Number(header.history?.sessions) || 0,

@@ -76,8 +76,8 @@ Deno.test("deserializeLinear() refuses foreign, truncated, corrupt or incompatib
   );
   assertPipelineError(() => deserializeLinear(bytes.subarray(0, 20)), /truncated inside its header/);
   assertPipelineError(
-    () => deserializeLinear(withHeader((h) => h.format_version = 2)),
-    /hashed-linear format version 2 is not supported by this build \(supports 1\)/,
+    () => deserializeLinear(withHeader((h) => h.format_version = 3)),
+    /hashed-linear format version 3 is not supported by this build \(supports 1, 2\)/,
   );
   assertPipelineError(
     () => deserializeLinear(withHeader((h) => h.hash = "md5")),

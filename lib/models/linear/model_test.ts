@@ -1,8 +1,8 @@
 import { strict as assert } from "node:assert";
 import fc from "fast-check";
-import { FeatureBuffer, featuresOfTokens } from "./hashing.ts";
 import { toyReviews } from "./_toy_data.ts";
-import { LinearModel, SeededRandom, sigmoid } from "./model.ts";
+import { FeatureBuffer, featuresOfTokens } from "./hashing.ts";
+import { LinearModel, type Pooling, POOLINGS, poolingScale, SeededRandom, sigmoid } from "./model.ts";
 
 function accuracy(model: LinearModel, reviews: ReturnType<typeof toyReviews>): number {
   let correct = 0;
@@ -82,9 +82,9 @@ Deno.test("sigmoid() is bounded and symmetric; SeededRandom is deterministic and
 });
 
 /** A model with random weights everywhere, so that every feature has a contribution of its own. */
-function randomModel(seed: number, ngrams: 1 | 2): LinearModel {
+function randomModel(seed: number, ngrams: 1 | 2, pooling: Pooling = "mean"): LinearModel {
   const random = new SeededRandom(seed);
-  const model = LinearModel.create({ dim: 6, buckets: 97, ngrams }, seed);
+  const model = LinearModel.create({ dim: 6, buckets: 97, ngrams, pooling }, seed);
   for (let i = 0; i < model.embeddings.length; i++) model.embeddings[i] = 4 * random.next() - 2;
   for (let j = 0; j < model.output.length; j++) model.output[j] = 4 * random.next() - 2;
   model.bias = 2 * random.next() - 1;
@@ -98,8 +98,9 @@ Deno.test("LinearModel.explainTokens() decomposes the logit exactly over the tok
       fc.integer(),
       fc.constantFrom(1 as const, 2 as const),
       fc.array(token, { maxLength: 40 }),
-      (seed, ngrams, tokens) => {
-        const model = randomModel(seed, ngrams);
+      fc.constantFrom(...POOLINGS),
+      (seed, ngrams, tokens, pooling) => {
+        const model = randomModel(seed, ngrams, pooling);
         const { scale, bias, features } = model.explainTokens(tokens);
         const logit = model.logitTokens(tokens);
         const total = features.reduce((sum, f) => sum + f.contribution, bias);
@@ -125,4 +126,64 @@ Deno.test("LinearModel.explainTokens() of a review without features is its bias 
   const explanation = model.explainTokens([]);
   assert.deepEqual(explanation.features, []);
   assert.equal(explanation.bias, model.logitTokens([]));
+});
+
+Deno.test("√n pooling divides the summed embeddings by √n: a repeated word counts more than under the mean", () => {
+  const shape = { dim: 4, buckets: 1 << 10, ngrams: 1 as const };
+  const mean = LinearModel.create({ ...shape, pooling: "mean" }, 1);
+  const sqrt = LinearModel.create({ ...shape, pooling: "sqrt" }, 1);
+  assert.equal(LinearModel.create(shape, 1).shape.pooling, "mean", "absent = mean, as models saved before");
+  for (let i = 0; i < 50; i++) {
+    for (const model of [mean, sqrt]) {
+      model.trainTokens(["good"], 1, 0.2);
+      model.trainTokens(["bad"], 0, 0.2);
+    }
+  }
+  const margin = (model: LinearModel, tokens: string[]) => model.predictTokensProba(tokens) - 0.5;
+  assert.ok(Math.abs(margin(mean, ["good", "good", "good", "good"]) - margin(mean, ["good"])) < 1e-9);
+  assert.ok(margin(sqrt, ["good", "good", "good", "good"]) > margin(sqrt, ["good"]) + 0.01);
+  assert.equal(poolingScale("sqrt", 4), 0.5);
+  assert.equal(poolingScale("mean", 4), 0.25);
+  assert.equal(poolingScale("sqrt", 0), 0);
+  assert.throws(
+    () => LinearModel.create({ ...shape, pooling: "max" as "mean" }, 1),
+    /pooling must be one of mean, sqrt, got max/,
+  );
+});
+
+Deno.test("trainStep() with a per-bucket rate scale s² trains the model whose inputs are scaled by s", () => {
+  // NB-SVM scales each feature's input by s; the trainer scales each bucket's learning rate by s² instead,
+  // so that the saved model needs no s. Checked against a direct implementation of the scaled-input model.
+  const dim = 3;
+  const buckets = 8;
+  const s = Float64Array.from({ length: buckets }, (_, b) => 0.3 + 0.4 * b);
+  const rateScale = Float32Array.from(s, (v) => v * v);
+  const model = LinearModel.create({ dim, buckets, ngrams: 1, pooling: "sqrt" }, 9);
+  // The reference: embeddings e (model's = s · e), same initial output weights and bias.
+  const e = new Float64Array(buckets * dim);
+  const w = Float64Array.from(model.output);
+  let bias = 0;
+  const random = new SeededRandom(2);
+  for (let step = 0; step < 300; step++) {
+    const count = 1 + random.below(5);
+    const ids = Int32Array.from({ length: count }, () => random.below(buckets));
+    const label = (ids[0]! % 2) as 0 | 1;
+    const scale = 1 / Math.sqrt(count);
+    const hidden = new Float64Array(dim);
+    for (const id of ids) for (let j = 0; j < dim; j++) hidden[j]! += scale * s[id]! * e[id * dim + j]!;
+    let z = bias;
+    for (let j = 0; j < dim; j++) z += w[j]! * hidden[j]!;
+    const g = 0.2 * (label - sigmoid(z));
+    bias += g;
+    const gradient = Float64Array.from(w, (wj) => g * wj * scale);
+    for (let j = 0; j < dim; j++) w[j]! += g * hidden[j]!;
+    for (const id of ids) for (let j = 0; j < dim; j++) e[id * dim + j]! += s[id]! * gradient[j]!;
+    model.trainStep(ids, 0, count, label, 0.2, rateScale);
+  }
+  assert.ok(Math.abs(model.bias - bias) < 1e-5);
+  for (let b = 0; b < buckets; b++) {
+    for (let j = 0; j < dim; j++) {
+      assert.ok(Math.abs(model.embeddings[b * dim + j]! - s[b]! * e[b * dim + j]!) < 1e-4, `bucket ${b}`);
+    }
+  }
 });

@@ -9,7 +9,12 @@
  * from the already shuffled dataset and whole files are shuffled too.
  *
  * The learning rate decays linearly from {@linkcode LinearParams.learningRate} to 0 over all epochs, as in
- * fastText. A run is deterministic: same files, same parameters, same seed give the same model bit for
+ * fastText. With {@linkcode LinearParams.nbWeighting} above 0 a counting pass comes first: how many positive
+ * and negative training reviews have each bucket gives its naive-Bayes log-count ratio r (Wang & Manning
+ * 2012), and each bucket's embedding then learns at `|r|^(2·nbWeighting)` times the rate. That is NB-SVM's
+ * input scaling (feature × |r|^nbWeighting) folded into the learning rate: a model whose inputs are scaled
+ * by s and trained from zero equals one with unscaled inputs whose updates are scaled by s², so the saved
+ * model needs no ratios and scores, and explains itself, exactly as an unweighted one. A run is deterministic: same files, same parameters, same seed give the same model bit for
  * bit, since it is single-threaded (tuning runs trials in parallel instead, see `lib/models/tuning.ts`).
  *
  * A hold-out split ({@linkcode HoldoutSplit}) carves a validation set out of the same files by a hash of
@@ -20,7 +25,7 @@
  */
 import { PipelineError } from "../../core/errors.ts";
 import { FeatureBuffer, featuresOfBytes, type HashingConfig } from "./hashing.ts";
-import { LinearModel, SeededRandom } from "./model.ts";
+import { LinearModel, type Pooling, POOLINGS, SeededRandom } from "./model.ts";
 import { fmix32 } from "./hashing.ts";
 import { openInput } from "../../core/read_guard.ts";
 
@@ -32,9 +37,16 @@ export interface LinearParams {
   buckets: number;
   /** 1 = words; 2 = words and adjacent word pairs. @default {2} */
   ngrams: 1 | 2;
-  /** Passes over the training files. @default {10} */
+  /** How a review's feature embeddings are pooled: their sum over n (the mean) or over √n. @default {"sqrt"} */
+  pooling: Pooling;
+  /**
+   * Naive-Bayes weighting: each feature's input is, in effect, scaled by |r|^nbWeighting, r its log-count
+   * ratio on the training reviews (0 = off, 1 = NB-SVM's scaling). @default {0.5}
+   */
+  nbWeighting: number;
+  /** Passes over the training files. @default {5} */
   epochs: number;
-  /** Initial learning rate, decayed linearly to 0. @default {0.25} */
+  /** Initial learning rate, decayed linearly to 0. @default {0.1} */
   learningRate: number;
   /** Seed of the initial weights and of the shuffling. @default {42} */
   seed: number;
@@ -43,18 +55,20 @@ export interface LinearParams {
 }
 
 /**
- * The defaults of {@linkcode LinearParams}: fastText's settings for this dataset (Joulin et al. 2016,
- * table 1), except twice its 5 epochs. On the 18,752 real development reviews 10 epochs scored 89.2%
- * against 88.7% for 5 (80/20 split, 3 seeds) and 85.3% against 84.8% leave-one-source-out, and 20 no
- * better (`deno task feature_study`); on millions of reviews the extra passes cost time (2.4 s per epoch per
- * million reviews), not accuracy.
+ * The defaults of {@linkcode LinearParams}: fastText's shape for this dataset (Joulin et al. 2016, table 1:
+ * dim 10, words and pairs, 5 epochs) with √n pooling and naive-Bayes weighting (exponent 0.5), which
+ * together need a lower learning rate (0.1). `deno task feature_study` measures each change against the
+ * previous defaults (mean pooling, no weighting, 10 epochs at 0.25) on the real development reviews; the
+ * figures are in `docs/model/index.md`.
  */
 export const DEFAULT_LINEAR_PARAMS: Readonly<LinearParams> = Object.freeze({
   dim: 10,
   buckets: 2_097_152,
   ngrams: 2,
-  epochs: 10,
-  learningRate: 0.25,
+  pooling: "sqrt",
+  nbWeighting: 0.5,
+  epochs: 5,
+  learningRate: 0.1,
   seed: 42,
   shuffleRows: 100_000,
 });
@@ -92,6 +106,14 @@ export function resolveLinearParams(params: Partial<LinearParams> = {}): LinearP
   integer("shuffleRows", 1, 10_000_000);
   if (resolved.ngrams !== 1 && resolved.ngrams !== 2) {
     throw new RangeError(`linear parameter ngrams must be 1 or 2, got ${resolved.ngrams}`);
+  }
+  if (!POOLINGS.includes(resolved.pooling)) {
+    throw new RangeError(
+      `linear parameter pooling must be one of ${POOLINGS.join(", ")}, got ${resolved.pooling}`,
+    );
+  }
+  if (!(resolved.nbWeighting >= 0 && resolved.nbWeighting <= 2)) {
+    throw new RangeError(`linear parameter nbWeighting must be in [0, 2], got ${resolved.nbWeighting}`);
   }
   if (!(resolved.learningRate > 0 && resolved.learningRate <= 10)) {
     throw new RangeError(`linear parameter learningRate must be in (0, 10], got ${resolved.learningRate}`);
@@ -268,6 +290,65 @@ class ShuffleBlock {
   }
 }
 
+/** Add-α smoothing of the naive-Bayes counts (Wang & Manning's α = 1). */
+const NB_SMOOTHING = 1;
+
+/**
+ * The per-bucket learning-rate factors of naive-Bayes weighting, from one pass over the training reviews:
+ * for each bucket b, r = log(((pos_b + α) / (P + 2α)) / ((neg_b + α) / (Q + 2α))) where pos_b and neg_b count
+ * the positive and negative reviews that have a feature in b (once per review, as NB-SVM's binarised
+ * features) and P and Q all positive and negative reviews; the factor is |r|^(2·power). A bucket no
+ * training review has gets 0 (it is never updated anyway). The ratio of presence rates, rather than of
+ * summed counts, keeps r independent of the number of buckets and of the class balance: a feature as
+ * frequent in positive as in negative reviews gets r = 0.
+ *
+ * @param files The training files.
+ * @param hashing Buckets and n-grams.
+ * @param filter The reviews training reads.
+ * @param power The weighting exponent ({@linkcode LinearParams.nbWeighting}), > 0.
+ * @param signal Checked between chunks.
+ * @returns One factor per bucket.
+ */
+export async function naiveBayesRateScale(
+  files: readonly TrainingFile[],
+  hashing: HashingConfig,
+  filter: RowFilter,
+  power: number,
+  signal?: AbortSignal,
+): Promise<Float32Array> {
+  // Float32 counts are exact up to 2^24 reviews per bucket and class, and halve the memory of Float64.
+  const positive = new Float32Array(hashing.buckets);
+  const negative = new Float32Array(hashing.buckets);
+  let positives = 0;
+  let negatives = 0;
+  let sorted = new Int32Array(256);
+  for (const file of files) {
+    await forEachRow(file, hashing, filter, (label, ids, count) => {
+      if (sorted.length < count) sorted = new Int32Array(Math.max(count, 2 * sorted.length));
+      const review = sorted.subarray(0, count);
+      review.set(ids.subarray(0, count));
+      review.sort();
+      const counts = label === 1 ? positive : negative;
+      for (let k = 0; k < count; k++) if (k === 0 || review[k] !== review[k - 1]) counts[review[k]!]!++;
+      if (label === 1) positives++;
+      else negatives++;
+    }, signal);
+  }
+  const positiveRate = 1 / (positives + 2 * NB_SMOOTHING);
+  const negativeRate = 1 / (negatives + 2 * NB_SMOOTHING);
+  const exponent = 2 * power;
+  // The factors overwrite the positive counts: one array less at the peak.
+  const scale = positive;
+  for (let b = 0; b < scale.length; b++) {
+    const pos = positive[b]!;
+    const neg = negative[b]!;
+    if (pos === 0 && neg === 0) continue;
+    const ratio = Math.log(((pos + NB_SMOOTHING) * positiveRate) / ((neg + NB_SMOOTHING) * negativeRate));
+    scale[b] = Math.pow(Math.abs(ratio), exponent);
+  }
+  return scale;
+}
+
 /** Progress of {@linkcode trainLinear}. */
 export interface LinearProgress {
   /** Current epoch, from 1. */
@@ -319,12 +400,15 @@ export interface LinearTrainResult {
  */
 export async function trainLinear(options: LinearTrainOptions): Promise<LinearTrainResult> {
   const { params, files, signal } = options;
-  const shape = { dim: params.dim, buckets: params.buckets, ngrams: params.ngrams };
+  const shape = { dim: params.dim, buckets: params.buckets, ngrams: params.ngrams, pooling: params.pooling };
   if (options.initial) {
     const s = options.initial.shape;
-    if (s.dim !== shape.dim || s.buckets !== shape.buckets || s.ngrams !== shape.ngrams) {
+    if (
+      s.dim !== shape.dim || s.buckets !== shape.buckets || s.ngrams !== shape.ngrams ||
+      s.pooling !== shape.pooling
+    ) {
       throw new PipelineError(
-        `the warm-start model has dim ${s.dim}, buckets ${s.buckets}, ngrams ${s.ngrams}; ` +
+        `the warm-start model has dim ${s.dim}, buckets ${s.buckets}, ngrams ${s.ngrams}, pooling ${s.pooling}; ` +
           `train with those (or drop --warm-start-from)`,
       );
     }
@@ -334,13 +418,16 @@ export async function trainLinear(options: LinearTrainOptions): Promise<LinearTr
   if (rowsPerEpoch === 0) {
     throw new PipelineError("the training files hold no reviews to train on; check data/processed");
   }
+  const started = performance.now();
+  const rateScale = params.nbWeighting > 0
+    ? await naiveBayesRateScale(files, shape, filter, params.nbWeighting, signal)
+    : undefined;
   const model = options.initial ? options.initial.clone() : LinearModel.create(shape, params.seed);
   model.history.sessions++;
   const random = new SeededRandom(params.seed ^ 0x1b873593 ^ Math.imul(model.history.sessions, 0x27d4eb2d));
   const total = rowsPerEpoch * params.epochs;
   const block = new ShuffleBlock(Math.min(params.shuffleRows, rowsPerEpoch));
   const order = new Int32Array(block.capacity);
-  const started = performance.now();
   const epochLosses: number[] = [];
   let done = 0;
   let positives = 0;
@@ -364,7 +451,7 @@ export async function trainLinear(options: LinearTrainOptions): Promise<LinearTr
       const count = starts[r + 1]! - start;
       const label = labels[r] as 0 | 1;
       const rate = params.learningRate * Math.max(0, 1 - done / total);
-      const p = model.trainStep(ids, start, count, label, rate);
+      const p = model.trainStep(ids, start, count, label, rate, rateScale);
       lossSum -= Math.log(Math.min(1 - 1e-7, Math.max(1e-7, label === 1 ? p : 1 - p)));
       lossRows++;
       done++;
@@ -417,13 +504,18 @@ export interface LinearScore {
  *
  * @param model The model.
  * @param files The files.
- * @param options A hold-out split to score on, and a signal.
+ * @param options A hold-out split to score on, a signal, and a callback for each review's prediction.
  * @returns Accuracy, log loss and the number of reviews.
  */
 export async function scoreLinear(
   model: LinearModel,
   files: readonly TrainingFile[],
-  options: { holdout?: HoldoutSplit; signal?: AbortSignal } = {},
+  options: {
+    holdout?: HoldoutSplit;
+    signal?: AbortSignal;
+    /** Called for each scored review, in file order, with its label and the positive probability. */
+    onRow?: (label: 0 | 1, probability: number) => void;
+  } = {},
 ): Promise<LinearScore> {
   const filter: RowFilter = options.holdout ? { holdout: options.holdout, side: "holdout" } : undefined;
   let rows = 0;
@@ -432,6 +524,7 @@ export async function scoreLinear(
   for (const file of files) {
     await forEachRow(file, model.shape, filter, (label, ids, count) => {
       const p = model.predictIds(ids, 0, count);
+      options.onRow?.(label, p);
       rows++;
       if ((p >= 0.5 ? 1 : 0) === label) correct++;
       loss -= Math.log(Math.min(1 - 1e-7, Math.max(1e-7, label === 1 ? p : 1 - p)));

@@ -1,11 +1,13 @@
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
 import { tempDir, toProcessedText, toyReviews, writeToyBatches } from "./_toy_data.ts";
+import { hashToken } from "./hashing.ts";
 import { serializeLinear } from "./model_format.ts";
 import {
   countRows,
   DEFAULT_LINEAR_PARAMS,
   isHoldoutRow,
+  naiveBayesRateScale,
   resolveLinearParams,
   scoreLinear,
   type TrainingFile,
@@ -77,8 +79,61 @@ Deno.test("trainLinear() refuses a warm start whose shape differs from the param
   const initial = (await trainLinear({ files, params: SMALL })).model;
   await assertPipelineError(
     trainLinear({ files, params: { ...SMALL, dim: 4 }, initial }),
-    /warm-start model has dim 8, buckets 16384, ngrams 2/,
+    /warm-start model has dim 8, buckets 16384, ngrams 2, pooling sqrt/,
   );
+  await assertPipelineError(
+    trainLinear({ files, params: { ...SMALL, pooling: "mean" }, initial }),
+    /warm-start model has .* pooling sqrt; train with those/,
+  );
+});
+
+Deno.test("naiveBayesRateScale() weights a bucket by its log-count ratio on the training reviews", async () => {
+  await using dir = await tempDir();
+  const reviews = [
+    ...Array.from({ length: 30 }, () => ({ label: 1 as const, tokens: ["great", "the", "great"] })),
+    ...Array.from({ length: 10 }, () => ({ label: 0 as const, tokens: ["awful", "the"] })),
+    { label: 0 as const, tokens: ["great"] },
+  ];
+  await Deno.writeTextFile(join(dir.path, "a.tsv"), toProcessedText(reviews));
+  const files: TrainingFile[] = [{ path: join(dir.path, "a.tsv"), rows: reviews.length, key: 0 }];
+  const hashing = { buckets: 1 << 16, ngrams: 1 as const };
+  const bucket = (token: string) => hashToken(token) % hashing.buckets;
+  const scale = await naiveBayesRateScale(files, hashing, undefined, 0.5);
+  // Counted once per review, smoothed by 1: "great" is in 30 of 30 positive and 1 of 11 negative reviews.
+  const ratio = (pos: number, neg: number) => Math.log(((pos + 1) / (30 + 2)) / ((neg + 1) / (11 + 2)));
+  assert.ok(Math.abs(scale[bucket("great")]! - Math.abs(ratio(30, 1))) < 1e-6);
+  assert.ok(Math.abs(scale[bucket("awful")]! - Math.abs(ratio(0, 10))) < 1e-6);
+  // "the" is in every review of both classes: nearly no evidence, nearly no learning.
+  assert.ok(scale[bucket("the")]! < 0.1 * scale[bucket("great")]!);
+  assert.equal(scale[bucket("unseen")], 0);
+  const squared = await naiveBayesRateScale(files, hashing, undefined, 1);
+  assert.ok(Math.abs(squared[bucket("great")]! - ratio(30, 1) ** 2) < 1e-5, "exponent 2 × weighting");
+  // A hold-out split's reviews are not counted.
+  const holdout = { holdout: { fraction: 0.5, seed: 1 }, side: "train" as const };
+  const kept = reviews.filter((_, row) => !isHoldoutRow(holdout.holdout, 0, row));
+  const positives = kept.filter((r) => r.label === 1).length;
+  const negatives = kept.length - positives;
+  const withGreat = kept.filter((r) => r.tokens.includes("great"));
+  const pos = withGreat.filter((r) => r.label === 1).length;
+  const expected = Math.abs(
+    Math.log(((pos + 1) / (positives + 2)) / ((withGreat.length - pos + 1) / (negatives + 2))),
+  );
+  const held = await naiveBayesRateScale(files, hashing, holdout, 0.5);
+  assert.ok(Math.abs(held[bucket("great")]! - expected) < 1e-6);
+});
+
+Deno.test("trainLinear() learns with and without naive-Bayes weighting, and the weighting changes training", async () => {
+  await using dir = await tempDir();
+  const files = await writeToyBatches(join(dir.path, "train"), toyReviews(800, 12, 0.3), 400);
+  const [test] = await writeToyBatches(join(dir.path, "test"), toyReviews(400, 13, 0.3), 400);
+  const params = resolveLinearParams({ buckets: 1 << 14 });
+  const weighted = await scoreLinear((await trainLinear({ files, params })).model, [test!]);
+  const plain = await scoreLinear(
+    (await trainLinear({ files, params: { ...params, nbWeighting: 0 } })).model,
+    [test!],
+  );
+  assert.ok(weighted.accuracy >= 0.85 && plain.accuracy >= 0.85, `${weighted.accuracy} ${plain.accuracy}`);
+  assert.notEqual(weighted.logLoss, plain.logLoss, "the weighting changes training");
 });
 
 Deno.test("isHoldoutRow() holds out a stable share of rows, disjoint from training, in any order", async () => {
@@ -153,4 +208,7 @@ Deno.test("resolveLinearParams() fills defaults and names an invalid parameter",
   assert.throws(() => resolveLinearParams({ learningRate: 0 }), /learningRate must be in \(0, 10\]/);
   assert.throws(() => resolveLinearParams({ ngrams: 3 as 1 }), /ngrams must be 1 or 2/);
   assert.throws(() => resolveLinearParams({ buckets: 2 ** 30, dim: 10 }), /buckets x dim must be at most/);
+  assert.throws(() => resolveLinearParams({ pooling: "max" as "mean" }), /pooling must be one of mean, sqrt/);
+  assert.throws(() => resolveLinearParams({ nbWeighting: -1 }), /nbWeighting must be in \[0, 2\], got -1/);
+  assert.throws(() => resolveLinearParams({ nbWeighting: NaN }), /nbWeighting must be in \[0, 2\]/);
 });
