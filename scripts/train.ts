@@ -37,6 +37,7 @@ import {
   resolveTrainingBatches,
 } from "../lib/models/fit.ts";
 import { DEFAULT_FOREST_PARAMS, type MaxFeatures } from "../lib/models/forest/forest.ts";
+import { type Pooling, POOLINGS } from "../lib/models/linear/model.ts";
 import { DEFAULT_LINEAR_PARAMS, type LinearParams } from "../lib/models/linear/trainer.ts";
 import {
   DEFAULT_SEARCH_TRIALS,
@@ -103,13 +104,16 @@ Forest (--model forest, implied by any of these flags):
   --max-vocab N            vocabulary size (default ${VOCABULARY.maxFeatures})
   --min-df N               minimum reviews a term must appear in (default ${VOCABULARY.minDf})
 
-Linear (the default; fastText-style: hashed n-gram embeddings, averaged, logistic output, SGD):
+Linear (the default; fastText-style: hashed n-gram embeddings, pooled, logistic output, SGD):
   --dim N                  embedding size (default ${LINEAR.dim})
   --epochs N               passes over the batches (default ${LINEAR.epochs})
   --lr X                   initial learning rate, decayed linearly to 0 (default ${LINEAR.learningRate})
+  --pooling mean|sqrt      a review is its features' embeddings summed and divided by n (mean) or by
+                           the square root of n (default ${LINEAR.pooling})
+  --nb-weighting X         naive-Bayes weighting of the features, 0 = off, 1 = NB-SVM's (default ${LINEAR.nbWeighting})
   --buckets N              hash buckets of the embedding table (default ${LINEAR.buckets}; ${FULL_DATA_BUCKETS} with --full)
   --warm-start-from V      continue training registered version V (a number, latest or @alias) on the
-                           batches; it keeps V's dim, buckets and ngrams
+                           batches; it keeps V's dim, buckets, ngrams and pooling
   --search                 tune lr, epochs and dim: trials on a validation split carved from the
                            batches, each a child run of this run; the best is retrained on all the
                            reviews and registered. Flags given explicitly are not tuned
@@ -154,6 +158,8 @@ export const spec = defineStage({
     dim: { type: "string" },
     epochs: { type: "string" },
     lr: { type: "string" },
+    pooling: { type: "string" },
+    "nb-weighting": { type: "string" },
     buckets: { type: "string" },
     "warm-start-from": { type: "string" },
     search: { type: "boolean" },
@@ -181,6 +187,7 @@ const RANGES = {
   dim: { min: 1, max: 1000 },
   epochs: { min: 1, max: 1000 },
   lr: { min: Number.MIN_VALUE, max: 10 },
+  "nb-weighting": { min: 0, max: 2 },
   buckets: { min: 1, max: 2 ** 30 },
   trials: { min: 1, max: 1000 },
   "validation-fraction": { min: 0.01, max: 0.5 },
@@ -205,6 +212,8 @@ const FAMILY_FLAGS: Record<ModelFamily, readonly TrainFlag[]> = {
     "dim",
     "epochs",
     "lr",
+    "pooling",
+    "nb-weighting",
     "buckets",
     "warm-start-from",
     "search",
@@ -351,11 +360,22 @@ function parseForestFlags(values: TrainValues): ForestOptions {
   };
 }
 
+/** `--pooling`, `undefined` when not given. */
+function poolingFlag(value: string | undefined): Pooling | undefined {
+  if (value === undefined) return undefined;
+  if (!(POOLINGS as readonly string[]).includes(value)) {
+    throw new UsageError(`--pooling must be ${POOLINGS.join(" or ")}, got "${value}"`);
+  }
+  return value as Pooling;
+}
+
 function parseLinearFlags(values: TrainValues): LinearOptions {
   const params: Partial<LinearParams> = defined({
     dim: int(values, "dim"),
     epochs: int(values, "epochs"),
     learningRate: number(values, "lr"),
+    pooling: poolingFlag(values.pooling),
+    nbWeighting: number(values, "nb-weighting"),
     buckets: int(values, "buckets"),
     ngrams: int(values, "ngrams") as 1 | 2 | undefined,
     seed: int(values, "seed"),

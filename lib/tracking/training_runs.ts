@@ -355,6 +355,8 @@ function linearParamsForMlflow(params: LinearParams): Record<string, ParamValue>
     dim: params.dim,
     epochs: params.epochs,
     learning_rate: params.learningRate,
+    pooling: params.pooling,
+    nb_weighting: params.nbWeighting,
     buckets: params.buckets,
     ngrams: params.ngrams,
     seed: params.seed,
@@ -452,7 +454,7 @@ export async function trainLinearRun(
     ? await loadWarmStart(context, options.warmStartFrom)
     : undefined;
   if (warm) {
-    for (const key of ["dim", "buckets", "ngrams"] as const) {
+    for (const key of ["dim", "buckets", "ngrams", "pooling"] as const) {
       const given = options.params[key];
       if (given !== undefined && given !== warm.model.shape[key]) {
         throw new UsageError(
@@ -547,7 +549,12 @@ async function searchLinearRun(
   const base: Partial<LinearParams> = {
     ...options.params,
     ...(warm
-      ? { dim: warm.model.shape.dim, buckets: warm.model.shape.buckets, ngrams: warm.model.shape.ngrams }
+      ? {
+        dim: warm.model.shape.dim,
+        buckets: warm.model.shape.buckets,
+        ngrams: warm.model.shape.ngrams,
+        pooling: warm.model.shape.pooling,
+      }
       : {}),
   };
   const trials = planTrials(space, search.trials, base.seed ?? DEFAULT_LINEAR_PARAMS.seed);
