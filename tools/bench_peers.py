@@ -8,6 +8,11 @@ Peers:
                   processed tokens and their bigrams, i.e. exactly what the project's forest sees.
   tfidf-lr        scikit-learn TfidfVectorizer(ngram_range=(1, 2)) + LogisticRegression on the raw
                   title + text.
+  tfidf-wc-lr     TF-IDF of word 1-2-grams and of character 2-5-grams (within word boundaries), both with
+                  sublinear term frequency, side by side + LogisticRegression, on the raw title + text.
+  nbsvm           NB-SVM (Wang & Manning 2012, "Baselines and Bigrams"): binary word 1-2-gram features
+                  scaled by their naive-Bayes log-count ratio (smoothing 1), then a linear classifier; the
+                  logistic-loss variant (liblinear, C=1), which gives probabilities.
   fasttext        the fastText CLI (`supervised -wordNgrams 2`) on the raw title + text, lowercased, with
                   punctuation split off as fastText's own classification example does.
 
@@ -17,8 +22,18 @@ rejected (their *.rejects.csv), and the labels are checked to line up row for ro
 
 Train time is what the project's train time covers: vectorizing the training text and fitting.
 
+With --predictions PATH a peer also writes the positive probability of each test review, one per line in
+test order, so the bench can compare it with ours review by review (a paired margin).
+
+Study mode (`deno task feature_study`): `--study FILE --out FILE` reads reviews as `label<TAB>source<TAB>
+holdout flags<TAB>title and text` lines (label 1/2; source a number; one 0/1 flag per random split, 1 = held
+out), trains the peer on each random split and once per source left out, and writes one JSON object:
+{"random": [[p, ...] per split, held-out reviews in file order], "loso": [p per review], "train_seconds":
+[per fit]}.
+
 Usage: /usr/bin/python3 tools/bench_peers.py --peer NAME --root DIR [--model-dir DIR] [--trees N]
-       [--jobs N] [--fasttext PATH] [--timeout S]
+       [--jobs N] [--fasttext PATH] [--timeout S] [--predictions PATH]
+       /usr/bin/python3 tools/bench_peers.py --peer NAME --study FILE --out FILE [--jobs N] [--fasttext PATH]
 Needs scikit-learn (Debian: python3-sklearn) and, for fasttext, the fastText CLI (Debian: fasttext);
 `make bench-deps` installs both.
 """
@@ -36,7 +51,9 @@ import sys
 import tempfile
 import time
 
-PEERS = ("sklearn-forest", "tfidf-lr", "fasttext")
+PEERS = ("sklearn-forest", "tfidf-lr", "tfidf-wc-lr", "nbsvm", "fasttext")
+# The peers that read raw text, which the feature study runs on its own splits.
+TEXT_PEERS = ("tfidf-lr", "tfidf-wc-lr", "nbsvm", "fasttext")
 
 
 class PeerError(Exception):
@@ -139,11 +156,9 @@ def max_rss_bytes(who=resource.RUSAGE_SELF):
     return resource.getrusage(who).ru_maxrss * 1024  # Linux reports KiB
 
 
-def fit_and_score(vectorizer, model, split, learn_vocabulary):
-    """A scikit-learn peer's result: times vectorizing the training docs (`fit_transform` when the vectorizer
-    learns its vocabulary from them, else `transform`), fitting `model`, and scoring the test docs.
-    `split` is (train labels, train docs, test labels, test docs)."""
-    train_labels, train_docs, test_labels, test_docs = split
+def fit_and_predict(vectorizer, model, train_labels, train_docs, test_docs, learn_vocabulary=True):
+    """Vectorizes the training docs (`fit_transform` when the vectorizer learns its vocabulary from them, else
+    `transform`), fits `model` and returns (positive probabilities of the test docs, timings)."""
     vectorize_train = vectorizer.fit_transform if learn_vocabulary else vectorizer.transform
     started = time.perf_counter()
     x_train = vectorize_train(train_docs)
@@ -153,20 +168,38 @@ def fit_and_score(vectorizer, model, split, learn_vocabulary):
     fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
     positive = list(model.classes_).index(2)
-    probabilities = model.predict_proba(vectorizer.transform(test_docs))[:, positive]
+    probabilities = model.predict_proba(vectorizer.transform(test_docs))[:, positive].tolist()
     predict_seconds = time.perf_counter() - started
-    return {
-        "train_rows": len(train_labels),
-        "test_rows": len(test_labels),
+    return probabilities, {
         "vectorize_seconds": vectorize_seconds,
         "fit_seconds": fit_seconds,
         "train_seconds": vectorize_seconds + fit_seconds,
         "predict_seconds": predict_seconds,
-        # A fixed vocabulary (the forest's terms) is vocabulary_ too once the vectorizer has transformed.
-        "features": len(vectorizer.vocabulary_),
-        **scores(test_labels, probabilities.tolist()),
+        "features": x_train.shape[1],
+    }
+
+
+def fit_and_score(vectorizer, model, split, learn_vocabulary, predictions=None):
+    """A scikit-learn peer's result on the bench's split: timings and scores, with `fit_and_predict`.
+    `split` is (train labels, train docs, test labels, test docs)."""
+    train_labels, train_docs, test_labels, test_docs = split
+    probabilities, timings = fit_and_predict(vectorizer, model, train_labels, train_docs, test_docs, learn_vocabulary)
+    write_predictions(predictions, probabilities)
+    return {
+        "train_rows": len(train_labels),
+        "test_rows": len(test_labels),
+        **timings,
+        **scores(test_labels, probabilities),
         "peak_rss_bytes": max_rss_bytes(),
     }
+
+
+def write_predictions(path, probabilities):
+    """One positive probability per line, in test order (the bench's paired comparison reads them)."""
+    if path is None:
+        return
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{p:.6f}\n" for p in probabilities)
 
 
 def sklearn_forest(args):
@@ -189,18 +222,75 @@ def sklearn_forest(args):
     vectorizer = CountVectorizer(vocabulary=terms, binary=True, analyzer=analyze, dtype=np.float32)
     model = RandomForestClassifier(n_estimators=args.trees, n_jobs=args.jobs, random_state=42)
     # The vocabulary is the project's terms: the vectorizer only transforms.
-    return fit_and_score(vectorizer, model, split, learn_vocabulary=False)
+    return fit_and_score(vectorizer, model, split, learn_vocabulary=False, predictions=args.predictions)
 
 
-def tfidf_lr(args):
+def tfidf_lr_model():
+    """TF-IDF of word 1-2-grams + logistic regression: (vectorizer, model)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    split = raw_split(args.root)
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2))
     # max_iter above the default 100 so lbfgs converges on millions of n-gram features.
-    model = LogisticRegression(max_iter=1000)
-    return fit_and_score(vectorizer, model, split, learn_vocabulary=True)
+    return TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(max_iter=1000)
+
+
+def tfidf_wc_lr_model():
+    """TF-IDF of word 1-2-grams beside TF-IDF of character 2-5-grams + logistic regression: (vectorizer, model).
+    Sublinear term frequency (1 + log tf) on both, as usual for character n-grams, which repeat a lot."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion
+
+    vectorizer = FeatureUnion([
+        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+        # char_wb: n-grams inside word boundaries (padded with a space), so they never span two words.
+        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
+    ])
+    return vectorizer, LogisticRegression(max_iter=2000)
+
+
+class NBLogisticRegression:
+    """NB-SVM's classifier (Wang & Manning 2012) with the logistic loss: the naive-Bayes log-count ratio
+    r = log((p / |p|_1) / (q / |q|_1)), p and q the smoothed (alpha) feature counts of the positive and the
+    negative training reviews, scales every feature, and a linear classifier is fitted on the scaled
+    features. The scaling is part of fitting, so `fit` computes it and `predict_proba` applies it."""
+
+    def __init__(self, alpha=1.0, C=1.0):
+        self.alpha = alpha
+        self.C = C
+
+    def fit(self, x, labels):
+        import numpy as np
+        from scipy import sparse
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.asarray(labels)
+        positive = y == 2
+        p = self.alpha + np.asarray(x[positive].sum(axis=0)).ravel()
+        q = self.alpha + np.asarray(x[~positive].sum(axis=0)).ravel()
+        self.ratio_ = sparse.diags(np.log((p / p.sum()) / (q / q.sum())))
+        self.model_ = LogisticRegression(C=self.C, solver="liblinear").fit(x @ self.ratio_, y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, x):
+        return self.model_.predict_proba(x @ self.ratio_)
+
+
+def nbsvm_model():
+    """NB-SVM on binary word 1-2-grams, as the paper's NBSVM-bi: (vectorizer, model)."""
+    import numpy as np
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    return CountVectorizer(ngram_range=(1, 2), binary=True, dtype=np.float64), NBLogisticRegression()
+
+
+SKLEARN_TEXT_PEERS = {"tfidf-lr": tfidf_lr_model, "tfidf-wc-lr": tfidf_wc_lr_model, "nbsvm": nbsvm_model}
+
+
+def sklearn_text_peer(args):
+    vectorizer, model = SKLEARN_TEXT_PEERS[args.peer]()
+    return fit_and_score(vectorizer, model, raw_split(args.root), learn_vocabulary=True, predictions=args.predictions)
 
 
 _PUNCTUATION = re.compile(r"([.,!?()])")
@@ -225,9 +315,9 @@ def run_fasttext(args, arguments, **kwargs):
         raise PeerError(f"fasttext {arguments[0]} failed: {last[0]}") from error
 
 
-def fasttext(args):
-    train_labels, train_texts, test_labels, test_texts = raw_split(args.root)
-    with tempfile.TemporaryDirectory(dir=args.model_dir) as work:
+def fasttext_fit_predict(args, train_labels, train_texts, test_texts, work_dir):
+    """Trains the fastText CLI and returns (positive probabilities of the test texts, timings)."""
+    with tempfile.TemporaryDirectory(dir=work_dir) as work:
         train_path = os.path.join(work, "train.txt")
         test_path = os.path.join(work, "test.txt")
         with open(train_path, "w", encoding="utf-8") as handle:
@@ -252,17 +342,75 @@ def fasttext(args):
         words = line.split()
         labels = dict(zip(words[0::2], (float(p) for p in words[1::2])))
         probabilities.append(labels.get("__label__2", 1.0 - labels.get("__label__1", 0.5)))
-    if len(probabilities) != len(test_labels):
-        raise PeerError(f"fasttext predicted {len(probabilities)} rows for {len(test_labels)} test reviews")
+    if len(probabilities) != len(test_texts):
+        raise PeerError(f"fasttext predicted {len(probabilities)} rows for {len(test_texts)} test reviews")
+    return probabilities, {"train_seconds": train_seconds, "predict_seconds": predict_seconds}
+
+
+def fasttext(args):
+    train_labels, train_texts, test_labels, test_texts = raw_split(args.root)
+    probabilities, timings = fasttext_fit_predict(args, train_labels, train_texts, test_texts, args.model_dir)
+    write_predictions(args.predictions, probabilities)
     return {
         "train_rows": len(train_labels),
         "test_rows": len(test_labels),
-        "train_seconds": train_seconds,
-        "predict_seconds": predict_seconds,
+        **timings,
         **scores(test_labels, probabilities),
         # The CLI is a child process: its peak, not this script's.
         "peak_rss_bytes": max_rss_bytes(resource.RUSAGE_CHILDREN),
     }
+
+
+def read_study(path):
+    """The feature study's reviews: (labels, sources, holdout flags, texts)."""
+    labels, sources, flags, texts = [], [], [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            fields = line.rstrip("\n").split("\t", 3)
+            if len(fields) != 4 or fields[0] not in ("1", "2") or not fields[1].isdigit() \
+                    or not set(fields[2]) <= {"0", "1"}:
+                raise PeerError(f"{path} line {number} is not label<TAB>source<TAB>flags<TAB>text")
+            labels.append(int(fields[0]))
+            sources.append(int(fields[1]))
+            flags.append(fields[2])
+            texts.append(fields[3])
+    if not labels or len({len(f) for f in flags}) != 1:
+        raise PeerError(f"{path} has no reviews or lines with different numbers of split flags")
+    return labels, sources, flags, texts
+
+
+def study(args):
+    """Every fit of the feature study for one peer: each random split, then each source left out."""
+    labels, sources, flags, texts = read_study(args.study)
+    work_dir = os.path.dirname(os.path.abspath(args.out))
+
+    def fit(train_rows, test_rows):
+        train_labels = [labels[i] for i in train_rows]
+        train_texts = [texts[i] for i in train_rows]
+        test_texts = [texts[i] for i in test_rows]
+        if args.peer == "fasttext":
+            return fasttext_fit_predict(args, train_labels, train_texts, test_texts, work_dir)
+        vectorizer, model = SKLEARN_TEXT_PEERS[args.peer]()
+        return fit_and_predict(vectorizer, model, train_labels, train_texts, test_texts)
+
+    random, train_seconds = [], []
+    for split in range(len(flags[0])):
+        held = [i for i, f in enumerate(flags) if f[split] == "1"]
+        kept = [i for i, f in enumerate(flags) if f[split] == "0"]
+        probabilities, timings = fit(kept, held)
+        random.append([round(p, 6) for p in probabilities])
+        train_seconds.append(timings["train_seconds"])
+    loso = [0.0] * len(labels)
+    for source in sorted(set(sources)):
+        held = [i for i, s in enumerate(sources) if s == source]
+        kept = [i for i, s in enumerate(sources) if s != source]
+        probabilities, timings = fit(kept, held)
+        for i, p in zip(held, probabilities):
+            loso[i] = round(p, 6)
+        train_seconds.append(timings["train_seconds"])
+    with open(args.out, "w", encoding="utf-8") as handle:
+        json.dump({"random": random, "loso": loso, "train_seconds": train_seconds}, handle)
+    return {"fits": len(train_seconds), "train_seconds": sum(train_seconds)}
 
 
 def versions(fasttext_path):
@@ -292,19 +440,30 @@ def main(argv):
     parser.add_argument("--jobs", type=int, default=2, help="threads (n_jobs, fastText -thread)")
     parser.add_argument("--fasttext", default="/usr/bin/fasttext")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed to a fastText command")
+    parser.add_argument("--predictions", help="write each test review's positive probability here, one a line")
+    parser.add_argument("--study", help="feature-study mode: the reviews and splits (see the module docs)")
+    parser.add_argument("--out", help="feature-study mode: where the probabilities go")
     args = parser.parse_args(argv)
     # The bench stops an over-budget peer with SIGTERM: exit through Python so subprocess.run kills fastText.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         if args.peer == "versions":
             result = versions(args.fasttext)
+        elif args.study:
+            if args.peer not in TEXT_PEERS:
+                parser.error(f"--study runs the text peers: {', '.join(TEXT_PEERS)}")
+            if not args.out:
+                parser.error("--study needs --out")
+            result = study(args)
         else:
             if not args.root:
                 parser.error("--root is required")
             if not os.path.isdir(os.path.join(args.root, "data")):
                 raise PeerError(f"{args.root}/data not found; --root must be the bench's scratch project root")
             args.model_dir = args.model_dir or os.path.join(args.root, "data/bench/model")
-            result = {"sklearn-forest": sklearn_forest, "tfidf-lr": tfidf_lr, "fasttext": fasttext}[args.peer](args)
+            run = sklearn_forest if args.peer == "sklearn-forest" else fasttext if args.peer == "fasttext" \
+                else sklearn_text_peer
+            result = run(args)
     except ImportError as error:
         print(f"error: {error.name or error} is not installed for {sys.executable}; run `make bench-deps`",
               file=sys.stderr)
