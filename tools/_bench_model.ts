@@ -6,7 +6,8 @@
  *
  * - `train`: fits the vocabulary and the forest on every processed batch; writes the model and
  *   `terms.txt` (the vocabulary, one term per line, for scikit-learn's `CountVectorizer`).
- * - `evaluate`: loads the model and scores `data/processed/test.tsv`.
+ * - `evaluate`: loads the model and scores `data/processed/test.tsv`; with `--predictions FILE`, also writes
+ *   each test review's positive probability, one a line in test order (the bench's paired margins).
  * - `predict`: loads the model and times single `predict` calls on reviews of `data/raw/test.csv`.
  *
  * Run: `deno run -q -P=bench_model tools/_bench_model.ts train|evaluate|predict [options] --json`
@@ -22,6 +23,7 @@ import { evaluateModel, metricsForMlflow } from "../lib/models/evaluate.ts";
 import { PROCESSED_TEST_PATH, RAW_TEST_PATH } from "../lib/data/layout.ts";
 import { intFlag } from "../lib/core/flags.ts";
 import { DEFAULT_FOREST_PARAMS } from "../lib/models/forest/forest.ts";
+import { readProcessed } from "../lib/data/processed_data.ts";
 import { buildModelFiles, loadModel, sha256Hex } from "../lib/models/artifact.ts";
 import type { Review } from "../lib/data/review.ts";
 import { fileStream, readReviews } from "../lib/data/review_reader.ts";
@@ -52,6 +54,7 @@ Options:
   --workers N      tree-building workers (train; default: number of cores)
   --calls N        timed predict calls (predict; default ${DEFAULT_CALLS})
   --explain        predict: time explain calls (the words' exact contributions) instead
+  --predictions F  evaluate: also write each test review's positive probability to F (under ${BENCH_DIR})
   --json           print the figures as one JSON object on stdout
   -h, --help       show this help
 `;
@@ -68,6 +71,7 @@ export const spec = defineStage({
     calls: { type: "string" },
     family: { type: "string" },
     explain: { type: "boolean" },
+    predictions: { type: "string" },
   },
 });
 
@@ -185,9 +189,28 @@ async function load(dir: string) {
   return { model, loadSeconds: (performance.now() - started) / 1000 };
 }
 
+/** Writes the positive probability of every test review, one a line, in the order of the test set. */
+async function writePredictions(
+  model: Awaited<ReturnType<typeof load>>["model"],
+  path: string,
+  signal: AbortSignal,
+): Promise<void> {
+  if (!path.startsWith(BENCH_DIR + "/") || path.includes("..")) {
+    throw new UsageError(`--predictions must be a path under ${BENCH_DIR}, got "${path}"`);
+  }
+  await using out = await AtomicTextWriter.create(path);
+  for await (const row of readProcessed(PROCESSED_TEST_PATH, { signal })) {
+    const flushed = out.write(model.predictTokens(row.tokens).positiveProbability.toFixed(6) + "\n");
+    if (flushed) await flushed;
+  }
+  await out.commit();
+}
+
 async function evaluate(ctx: Ctx): Promise<StageResult> {
   const { model, loadSeconds } = await load(modelDir(ctx));
   const evaluation = await evaluateModel(model, PROCESSED_TEST_PATH, { signal: ctx.signal });
+  const predictions = ctx.values.predictions;
+  if (predictions !== undefined) await writePredictions(model, predictions, ctx.signal);
   const metrics = metricsForMlflow(evaluation.metrics);
   return {
     json: {

@@ -10,6 +10,7 @@
 import { UsageError } from "../lib/core/errors.ts";
 import { parseIntegerFlag } from "../lib/core/flags.ts";
 import { formatBytes } from "../lib/core/format.ts";
+import { formatPoints, type Interval } from "./_intervals.ts";
 
 /** How a measured step ended. */
 export type StepStatus = "ok" | "failed" | "timeout" | "skipped";
@@ -56,6 +57,14 @@ export interface ModelFigure {
   note?: string;
 }
 
+/** The default model's accuracy minus one peer's, review by review on the same test set. */
+export interface MarginFigure {
+  /** The peer's model name, as in {@linkcode ModelFigure.model}. */
+  peer: string;
+  /** Ours minus the peer, with its paired 95% bootstrap interval over test reviews. */
+  margin: Interval;
+}
+
 /** The 1-vs-N-workers training comparison. */
 export interface WorkersFigure {
   /** Training reviews. */
@@ -95,6 +104,8 @@ export interface DatasetReport {
   predict?: PredictFigure;
   /** Evaluate throughput, reviews per second (scoring only, model already loaded). */
   evaluateRate?: number;
+  /** The default (linear) model's margin over each peer that ran. */
+  margins?: MarginFigure[];
 }
 
 /** The machine and the run. */
@@ -417,6 +428,31 @@ export const REAL_TEXT_STAGE = "preprocess_test (real text, repeated)";
 
 /** Name of scikit-learn's forest in the model tables; the targets compare against it. */
 export const SKLEARN_FOREST = "scikit-learn RandomForestClassifier";
+/** Name of the default model (the linear family) in the model tables; the margins are its. */
+export const LINEAR_MODEL = "ours: linear, the default (train --model linear)";
+/** Name of fastText in the model tables; the accuracy target bounds our training time by its. */
+export const FASTTEXT_PEER = "fastText supervised (-wordNgrams 2)";
+
+/** The margin target: at least this many accuracy points over the best peer. */
+export const MARGIN_TARGET = 0.01;
+
+/**
+ * The margins of the default model over the peers as a Markdown table, best peer first, with the peer's
+ * training time as a ratio to ours.
+ */
+export function marginTable(report: DatasetReport): string {
+  const ours = findModel(report, true, LINEAR_MODEL);
+  const margins = [...(report.margins ?? [])].sort((a, b) => a.margin.value - b.margin.value);
+  return markdownTable(
+    ["peer", "ours (linear) − peer, accuracy points (paired 95% interval)", "peer's train time ÷ ours"],
+    margins.map((m) => [
+      m.peer,
+      formatPoints(m.margin, true),
+      formatRatio(findModel(report, false, m.peer)?.trainSeconds, ours?.trainSeconds),
+    ]),
+    ["l", "r", "r"],
+  );
+}
 
 /** Milliseconds with two decimals below 10. */
 function formatMs(ms: number): string {
@@ -433,6 +469,37 @@ function formatMs(ms: number): string {
 export function judgeTargets(reports: readonly DatasetReport[]): TargetVerdict[] {
   const verdicts: TargetVerdict[] = [];
   const generated = reports.filter((report) => report.kind === "generated");
+
+  // The default model's margin over the best peer on real reviews, and its training time against fastText's.
+  const real = reports.find((report) => report.kind === "real" && (report.margins?.length ?? 0) > 0);
+  if (!real) {
+    verdicts.push({
+      target: "default model ≥ 1 accuracy point over the best peer on real reviews, 95% interval above 0, " +
+        "training in no more time than fastText",
+      measured: "the peers did not run on real reviews",
+      verdict: "not measured",
+    });
+  } else {
+    const best = real.margins!.reduce((a, b) => (a.margin.value <= b.margin.value ? a : b));
+    const ours = findModel(real, true, LINEAR_MODEL);
+    const fasttext = findModel(real, false, FASTTEXT_PEER);
+    const timeRatio = ours?.trainSeconds !== undefined && fasttext?.trainSeconds !== undefined
+      ? ours.trainSeconds / fasttext.trainSeconds
+      : undefined;
+    verdicts.push({
+      target: "default model ≥ 1 accuracy point over the best peer on real reviews, 95% interval above 0, " +
+        "training in no more time than fastText",
+      measured: `${formatPoints(best.margin, true)} points over ${best.peer}; train time ${
+        timeRatio === undefined
+          ? "not compared (fastText did not run)"
+          : `${timeRatio.toFixed(2)}× fastText's`
+      } (the feature study adds three more splits and leave-one-source-out)`,
+      verdict: verdict(
+        best.margin.value >= MARGIN_TARGET && best.margin.low > 0 && timeRatio !== undefined &&
+          timeRatio <= 1,
+      ),
+    });
+  }
 
   // Accuracy against scikit-learn's forest on the same features, wherever both ran.
   const accuracyPairs = reports.flatMap((report) => {
@@ -705,6 +772,7 @@ export function renderRun(info: RunInfo, reports: readonly DatasetReport[]): str
     );
     parts.push(stageTable(report.stages));
     if (report.models.length > 0) parts.push("\n" + modelTable(report.models));
+    if ((report.margins?.length ?? 0) > 0) parts.push("\n" + marginTable(report));
     const extras: string[] = [];
     if (report.workers) {
       const w = report.workers;

@@ -48,13 +48,16 @@ import {
   DEFAULT_SIZES,
   DOCS_BEGIN,
   DOCS_END,
+  FASTTEXT_PEER,
   formatCount,
   formatRate,
   formatScore,
   formatSeconds,
   FULL_SIZE,
   judgeTargets,
+  LINEAR_MODEL,
   LOADED_THRESHOLD,
+  type MarginFigure,
   type ModelFigure,
   parseSizes,
   REAL_TEXT_STAGE,
@@ -74,6 +77,9 @@ import { API_BENCH_OPTIONS, type ApiBenchReport, renderReport } from "./bench_ap
 import { defineStage, runStage, type StageContext, type StageResult } from "../scripts/_cli.ts";
 import { formatBytes } from "../lib/core/format.ts";
 import { copyProject, REPO_ROOT } from "../scripts/_project_root.ts";
+import { formatPoints, marginInterval, unitScores } from "./_intervals.ts";
+import { readProcessed } from "../lib/data/processed_data.ts";
+import { PROCESSED_TEST_PATH } from "../lib/data/layout.ts";
 
 /** The real development reviews, relative to the repository. */
 export const REAL_DIR = "../shared/data/reviews";
@@ -108,8 +114,10 @@ Options:
   --trees N           trees of every forest (default ${DEFAULT_FOREST_PARAMS.trees})
   --workers N         training workers and peer threads (default: number of cores)
   --no-peers          skip scikit-learn and fastText
-  --peers-max N       skip scikit-learn's forest above N training reviews (default ${DEFAULT_PEERS_MAX})
-  --fast-peers-max N  skip TF-IDF + LR and fastText above N training reviews (default ${DEFAULT_FAST_PEERS_MAX})
+  --peers-max N       skip scikit-learn's forest and TF-IDF on words and characters above N training
+                      reviews (default ${DEFAULT_PEERS_MAX})
+  --fast-peers-max N  skip TF-IDF + LR on words, NB-SVM and fastText above N training reviews
+                      (default ${DEFAULT_FAST_PEERS_MAX})
   --no-real           skip the real reviews
   --out DIR           scratch folder, emptied per data set (default ${DEFAULT_OUT})
   --keep              keep each data set's scratch files
@@ -215,6 +223,8 @@ const BUDGETS = {
   predict: [180, 0],
   "sklearn-forest": [120, 6000],
   "tfidf-lr": [120, 900],
+  "tfidf-wc-lr": [120, 6000],
+  nbsvm: [120, 900],
   fasttext: [120, 600],
 } as const satisfies Record<string, readonly [number, number]>;
 
@@ -629,8 +639,11 @@ async function runDataset(
   // 6. The linear family (train --model linear, its defaults) on the same batches and test set.
   await runLinear(runner, report);
 
-  // 7. Peers on the same reviews.
-  if (options.peers) await runPeers(runner, config, trainRows);
+  // 7. Peers on the same reviews, and the default model's margin over each, review by review.
+  if (options.peers) {
+    await runPeers(runner, config, trainRows);
+    report.margins = await peerMargins(runner);
+  }
 
   // 8. Real text at a realistic size, for preprocessing: generated reviews are about 2.5× shorter than real
   // ones, and the real set alone is too small to time. It overwrites the test CSV, so it comes last.
@@ -723,7 +736,7 @@ async function runLinear(runner: DatasetRunner, report: DatasetReport): Promise<
     note: `whole process; SGD ${train.json.epochs} epochs, dim ${train.json.dim}, one thread`,
   });
   const linear: ModelFigure = {
-    model: "ours: linear, fastText-style (train --model linear)",
+    model: LINEAR_MODEL,
     ours: true,
     status: "ok",
     trainRows: rows,
@@ -733,7 +746,7 @@ async function runLinear(runner: DatasetRunner, report: DatasetReport): Promise<
   report.models.push(linear);
   const evaluate = await runner.helper(
     "evaluate (linear)",
-    ["evaluate", "--model", "linear"],
+    ["evaluate", "--model", "linear", "--predictions", OURS_PREDICTIONS],
     budget("evaluate", report.testRows),
   );
   if (!evaluate.json) {
@@ -768,10 +781,26 @@ const PEERS = [
     name: "scikit-learn TF-IDF (1–2-grams) + LogisticRegression",
     limit: (c: BenchConfig) => c.fastPeersMax,
   },
-  { id: "fasttext", name: "fastText supervised (-wordNgrams 2)", limit: (c: BenchConfig) => c.fastPeersMax },
+  {
+    id: "tfidf-wc-lr",
+    name: "scikit-learn TF-IDF (word 1–2 + char 2–5-grams) + LogisticRegression",
+    // Character n-grams multiply the features: about 10× the vectorizing time and memory of words alone.
+    limit: (c: BenchConfig) => c.peersMax,
+  },
+  {
+    id: "nbsvm",
+    name: "NB-SVM (word 1–2-grams, Wang & Manning 2012; scikit-learn)",
+    limit: (c: BenchConfig) => c.fastPeersMax,
+  },
+  { id: "fasttext", name: FASTTEXT_PEER, limit: (c: BenchConfig) => c.fastPeersMax },
 ] as const;
 
+/** Where the linear model's and each peer's test predictions go, relative to the scratch root. */
+const PREDICTIONS_DIR = "data/bench/predictions";
+const OURS_PREDICTIONS = `${PREDICTIONS_DIR}/ours-linear.txt`;
+
 async function runPeers(runner: DatasetRunner, config: BenchConfig, trainRows: number): Promise<void> {
+  await Deno.mkdir(runner.path(PREDICTIONS_DIR), { recursive: true });
   for (const peer of PEERS) {
     if (trainRows > peer.limit(config)) {
       runner.report.models.push({
@@ -799,6 +828,8 @@ async function runPeers(runner: DatasetRunner, config: BenchConfig, trainRows: n
       FASTTEXT,
       "--timeout",
       String(Math.round(timeout)),
+      "--predictions",
+      runner.path(`${PREDICTIONS_DIR}/${peer.id}.txt`),
     ], timeout);
     if (!outcome.json) {
       runner.report.models.push({
@@ -839,6 +870,45 @@ async function runPeers(runner: DatasetRunner, config: BenchConfig, trainRows: n
         `peak RSS ${formatBytes(figure.peakRssBytes)}`,
     );
   }
+}
+
+/** Right (1) or wrong (0) per line of a predictions file, against the test set's labels. */
+async function rightPerReview(path: string, labels: readonly number[]): Promise<Uint8Array | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
+  const probabilities = text.trimEnd().split("\n").map(Number);
+  if (probabilities.length !== labels.length || probabilities.some((p) => !(p >= 0 && p <= 1))) {
+    throw new PipelineError(`${path} does not hold one probability per test review (${labels.length})`);
+  }
+  return Uint8Array.from(probabilities, (p, i) => ((p >= 0.5 ? 1 : 0) === labels[i] ? 1 : 0));
+}
+
+/** The default model's margin over each peer that ran, paired on the test reviews. */
+async function peerMargins(runner: DatasetRunner): Promise<MarginFigure[]> {
+  const labels: number[] = [];
+  for await (const row of readProcessed(runner.path(PROCESSED_TEST_PATH))) {
+    labels.push(row.polarity === 2 ? 1 : 0);
+  }
+  const ours = await rightPerReview(runner.path(OURS_PREDICTIONS), labels);
+  if (!ours) return [];
+  const reviews = [...labels.keys()];
+  const margins: MarginFigure[] = [];
+  for (const peer of PEERS) {
+    const ran = runner.report.models.some((model) => model.model === peer.name && model.status === "ok");
+    const right = ran
+      ? await rightPerReview(runner.path(`${PREDICTIONS_DIR}/${peer.id}.txt`), labels)
+      : undefined;
+    if (!right) continue;
+    const margin = marginInterval(unitScores(reviews, labels.length, [ours, right]), 0, 1);
+    margins.push({ peer: peer.name, margin });
+    runner.log(`  ours (linear) − ${peer.id}: ${formatPoints(margin, true)} points`);
+  }
+  return margins;
 }
 
 /** Checks that the peers can run; returns their versions, or why not. */

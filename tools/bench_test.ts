@@ -7,9 +7,12 @@ import {
   type DatasetReport,
   DOCS_BEGIN,
   DOCS_END,
+  FASTTEXT_PEER,
   formatRatio,
   formatSeconds,
   judgeTargets,
+  LINEAR_MODEL,
+  marginTable,
   markdownTable,
   modelTable,
   parseSizes,
@@ -186,6 +189,50 @@ Deno.test("judgeTargets() passes targets met and says which were not measured", 
   assert.equal(byTarget(/^predict/).verdict, "met");
   assert.equal(byTarget(/^evaluate/).verdict, "met"); // 20 s for 400k
   assert.match(byTarget(/^evaluate/).measured, /20\.0 s for 400k \(extrapolated\)/);
+});
+
+/** A real-reviews report with the linear model, fastText and NB-SVM, and margins over both. */
+function realWithMargins(
+  nbsvm: { value: number; low: number; high: number },
+  linearSeconds = 2,
+): DatasetReport {
+  const real = report(15_000, { kind: "real", label: "real reviews" });
+  real.models.push(
+    { model: LINEAR_MODEL, ours: true, status: "ok", accuracy: 0.9, trainSeconds: linearSeconds },
+    { model: FASTTEXT_PEER, ours: false, status: "ok", accuracy: 0.86, trainSeconds: 5 },
+    { model: "NB-SVM", ours: false, status: "ok", accuracy: 0.88, trainSeconds: 3 },
+  );
+  real.margins = [
+    { peer: FASTTEXT_PEER, margin: { value: 0.04, low: 0.03, high: 0.05 } },
+    { peer: "NB-SVM", margin: nbsvm },
+  ];
+  return real;
+}
+
+Deno.test("judgeTargets() judges the default model's margin over the best peer and its time against fastText", () => {
+  const target = (reports: DatasetReport[]) =>
+    judgeTargets(reports).find((v) => v.target.startsWith("default model ≥ 1 accuracy point"))!;
+  const met = target([realWithMargins({ value: 0.015, low: 0.008, high: 0.022 })]);
+  assert.equal(met.verdict, "met");
+  assert.match(
+    met.measured,
+    /\+1\.50 \(\+0\.80 to \+2\.20\) points over NB-SVM; train time 0\.40× fastText's/,
+  );
+  // Ahead, but by less than a point, or by a point that could be noise, or slower than fastText: missed.
+  assert.equal(target([realWithMargins({ value: 0.008, low: 0.002, high: 0.014 })]).verdict, "missed");
+  assert.equal(target([realWithMargins({ value: 0.012, low: -0.001, high: 0.025 })]).verdict, "missed");
+  assert.equal(target([realWithMargins({ value: 0.015, low: 0.008, high: 0.022 }, 6)]).verdict, "missed");
+  assert.equal(target([report(100_000)]).verdict, "not measured");
+});
+
+Deno.test("marginTable() lists the margins from the best peer down, with time ratios", () => {
+  const table = marginTable(realWithMargins({ value: 0.015, low: 0.008, high: 0.022 }));
+  const lines = table.trim().split("\n");
+  assert.match(lines[2]!, /^\| NB-SVM \| \+1\.50 \(\+0\.80 to \+2\.20\) \| 1\.50× \|$/);
+  assert.match(
+    lines[3]!,
+    /^\| fastText supervised \(-wordNgrams 2\) \| \+4\.00 \(\+3\.00 to \+5\.00\) \| 2\.50× \|$/,
+  );
 });
 
 Deno.test("judgeTargets() also gives the time ratio without our vocabulary pass", () => {
