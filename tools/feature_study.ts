@@ -1,15 +1,24 @@
 /**
- * `deno task feature_study`: how tokenizer settings and epochs change the linear model's accuracy on real
- * reviews, measured two ways:
+ * `deno task feature_study`: how the linear model's settings (pooling, naive-Bayes weighting, epochs,
+ * tokenizer) change its accuracy on real reviews, and its margin over the peers of the benchmark, measured
+ * two ways:
  *
- * - **random split**: 80/20 hold-out over all reviews, three seeds, mean accuracy;
+ * - **random split**: 80/20 hold-out over all reviews, three seeds, accuracy over the three test sets;
  * - **leave one source out**: train on seven of the folder's sources, score the eighth, for each source;
  *   the pooled accuracy over all reviews, then the mean over sources. It rewards what transfers to a
  *   product domain the training data did not cover, which a random split cannot see.
  *
+ * The peers (`tools/bench_peers.py`: TF-IDF + logistic regression on words, and on words and characters,
+ * NB-SVM, fastText) are trained and scored on exactly the same splits, from the raw title and text of the
+ * same reviews. Every accuracy and every margin (ours minus the best peer) comes with a 95% bootstrap
+ * interval over reviews (`_intervals.ts`); margins are paired, review by review. Training times are summed
+ * over the 11 fits of each model in this one run (ours single-threaded, including its tokenizing, fastText
+ * on every core), so their ratio means something even on a busy machine.
+ *
  * It reads every `*.csv` of `--data` (default `../shared/data/reviews`, the development data: not shipped
- * with the project), writes its processed copies under `.tmp-bench/features/` and prints a Markdown table;
- * the figures in `docs/model/index.md` come from it. About 2 minutes on 2 cores for 18,753 reviews.
+ * with the project), writes its processed copies under `.tmp-bench/features/` and prints Markdown tables;
+ * the figures in `docs/model/index.md` come from it. About 3 minutes on 2 cores for 18,752 reviews without
+ * the peers, 10 with them (`--no-peers` skips them; they need `make bench-deps`).
  *
  * @module
  */
@@ -17,16 +26,27 @@ import { basename, join } from "node:path";
 import { AtomicTextWriter } from "../lib/core/atomic_file.ts";
 import { PipelineError } from "../lib/core/errors.ts";
 import {
+  type HoldoutSplit,
+  isHoldoutRow,
   type LinearParams,
   resolveLinearParams,
   scoreLinear,
   type TrainingFile,
   trainLinear,
 } from "../lib/models/linear/trainer.ts";
-import { formatProcessedLine } from "../lib/data/processed_data.ts";
+import type { LinearModel } from "../lib/models/linear/model.ts";
+import { formatProcessedLine, readProcessed } from "../lib/data/processed_data.ts";
 import { fileStream, readReviews } from "../lib/data/review_reader.ts";
 import { createTokenizer, type TokenizerConfig } from "../lib/features/tokenizer.ts";
 import { defineStage, runStage, type StageContext, type StageResult } from "../scripts/_cli.ts";
+import {
+  accuracyInterval,
+  formatPoints,
+  type Interval,
+  marginInterval,
+  type UnitScores,
+  unitScores,
+} from "./_intervals.ts";
 
 /** One row of the study: a tokenizer configuration and linear parameters. */
 export interface StudyVariant {
@@ -35,77 +55,174 @@ export interface StudyVariant {
   params: Partial<LinearParams>;
 }
 
+/** The previous defaults of the linear model: mean pooling, no weighting, 10 epochs at rate 0.25. */
+const BEFORE: Partial<LinearParams> = { pooling: "mean", nbWeighting: 0, epochs: 10, learningRate: 0.25 };
+
 /** The rows of the table: the previous defaults first, then one change at a time, then the defaults. */
 export const VARIANTS: readonly StudyVariant[] = [
+  { name: "mean pooling, no NB weighting, 10 epochs, rate 0.25 (before)", tokenizer: {}, params: BEFORE },
+  { name: "√n pooling only (10 epochs, rate 0.1)", tokenizer: {}, params: { nbWeighting: 0, epochs: 10 } },
   {
-    name: "`t:` and plain titles, no lexicon, 5 epochs (before)",
-    tokenizer: { title: "both", lexicon: false },
-    params: { epochs: 5 },
+    name: "NB weighting only (mean pooling, 10 epochs, rate 0.25)",
+    tokenizer: {},
+    params: { pooling: "mean", epochs: 10, learningRate: 0.25 },
   },
-  { name: "`t:` and plain titles, no lexicon", tokenizer: { title: "both", lexicon: false }, params: {} },
-  { name: "plain titles, no lexicon", tokenizer: { title: "plain", lexicon: false }, params: {} },
-  { name: "plain titles, lexicon, 5 epochs", tokenizer: {}, params: { epochs: 5 } },
-  { name: "plain titles, lexicon, 20 epochs", tokenizer: {}, params: { epochs: 20 } },
-  { name: "plain titles, lexicon, no negation marking", tokenizer: { negation: false }, params: {} },
-  { name: "**plain titles, lexicon (the defaults)**", tokenizer: {}, params: {} },
+  { name: "NB weighting 1 (NB-SVM's own scaling)", tokenizer: {}, params: { nbWeighting: 1 } },
+  { name: "10 epochs", tokenizer: {}, params: { epochs: 10 } },
+  { name: "rate 0.05", tokenizer: {}, params: { learningRate: 0.05 } },
+  { name: "rate 0.2", tokenizer: {}, params: { learningRate: 0.2 } },
+  { name: "no lexicon tokens", tokenizer: { lexicon: false }, params: {} },
+  { name: "no negation marking", tokenizer: { negation: false }, params: {} },
+  { name: "**the defaults**", tokenizer: {}, params: {} },
 ];
 
-const SEEDS = [1000, 1001, 1002];
+/** Seeds of the three random splits. */
+export const SEEDS: readonly number[] = [1000, 1001, 1002];
+const HOLDOUT_FRACTION = 0.2;
 const OUT_DIR = ".tmp-bench/features";
+/** The peers' interpreter and fastText: Debian's, as the benchmark uses (`make bench-deps`). */
+const PYTHON = "/usr/bin/python3";
+const FASTTEXT = "/usr/bin/fasttext";
+
+/** The peers of the study, by their `bench_peers.py` name. */
+export const STUDY_PEERS: readonly { id: string; name: string }[] = [
+  { id: "tfidf-lr", name: "TF-IDF (word 1–2-grams) + LR" },
+  { id: "tfidf-wc-lr", name: "TF-IDF (word 1–2 + char 2–5-grams) + LR" },
+  { id: "nbsvm", name: "NB-SVM (word 1–2-grams)" },
+  { id: "fasttext", name: "fastText (-wordNgrams 2)" },
+];
 
 const spec = defineStage({
   name: "feature_study",
-  usage: `Usage: deno task feature_study [--data DIR]
+  usage: `Usage: deno task feature_study [--data DIR] [--no-peers]
 
-Trains the linear model (10 epochs and the other defaults unless a row says otherwise) under several tokenizer
-settings on the real reviews of DIR (default ../shared/data/reviews), and prints accuracy on a random 80/20
-split (3 seeds) and leave-one-source-out (train on all CSV files but one, score that one) as a Markdown table.`,
-  options: { data: { type: "string" } },
+Trains the linear model under several settings on the real reviews of DIR (default ../shared/data/reviews),
+and the benchmark's peers on the same splits, and prints accuracy on a random 80/20 split (3 seeds) and
+leave-one-source-out (train on all CSV files but one, score that one) with 95% intervals, and the margin of
+the default model over the best peer, as Markdown tables.
+
+  --no-peers   measure only the linear model (the peers need ${PYTHON} with scikit-learn and ${FASTTEXT}:
+               make bench-deps)`,
+  options: { data: { type: "string" }, "no-peers": { type: "boolean" } },
 });
 
 type Ctx = StageContext<typeof spec.options>;
 
+/** Sources tokenised with one configuration. */
+export interface PreparedSources {
+  /** One processed file per CSV, keyed by its position in the list of CSVs. */
+  files: TrainingFile[];
+  /**
+   * The peers' input (`bench_peers.py --study`): `label<TAB>source<TAB>flags<TAB>title and text` for the
+   * same reviews in the same order (file order, then row order), flags saying which random split holds
+   * each out.
+   */
+  peersInput: string;
+  /** Seconds spent tokenising every review (reading and writing excluded). */
+  tokenizeSeconds: number;
+}
+
 /**
  * Tokenises every CSV of `dir` with `config` into `<out>/<source>.tsv`, dropping reviews without tokens as
- * the preprocess stages do.
- *
- * @returns One training file per CSV, keyed by its position in `csvs`.
+ * the preprocess stages do, and writes the raw title and text of the kept reviews to `<out>/peers.tsv`
+ * (the peers read text, not tokens).
  */
 export async function prepareSources(
   dir: string,
   csvs: readonly string[],
   config: Partial<TokenizerConfig>,
   out: string,
-): Promise<TrainingFile[]> {
+): Promise<PreparedSources> {
   const tokenizer = createTokenizer(config);
   await Deno.mkdir(out, { recursive: true });
   const files: TrainingFile[] = [];
+  let tokenizeSeconds = 0;
+  await using peers = await AtomicTextWriter.create(join(out, "peers.tsv"));
   for (const [key, name] of csvs.entries()) {
     using input = await Deno.open(join(dir, name));
     await using output = await AtomicTextWriter.create(join(out, basename(name, ".csv") + ".tsv"));
     let rows = 0;
     for await (const { review } of readReviews(fileStream(input))) {
+      const started = performance.now();
       const tokens = tokenizer.tokenizeReview(review);
+      tokenizeSeconds += (performance.now() - started) / 1000;
       if (tokens.length === 0) continue;
       const flushed = output.write(formatProcessedLine(review.polarity, tokens));
       if (flushed) await flushed;
+      // The peers' text as the benchmark gives it to them: title and text, the dataset's \n escapes (and
+      // any tab or line break) as spaces.
+      const text = `${review.title} ${review.text}`.replaceAll("\\n", " ").replace(/[\t\r\n]/g, " ");
+      const flags = SEEDS.map((seed) => isHoldoutRow(holdoutOf(seed), key, rows) ? "1" : "0").join("");
+      const peerFlushed = peers.write(`${review.polarity}\t${key}\t${flags}\t${text}\n`);
+      if (peerFlushed) await peerFlushed;
       rows++;
     }
     const { path } = await output.commit();
     files.push({ path, rows, key });
   }
-  return files;
+  const { path: peersInput } = await peers.commit();
+  return { files, peersInput, tokenizeSeconds };
+}
+
+/** The random split of one seed. */
+const holdoutOf = (seed: number) => ({ fraction: HOLDOUT_FRACTION, seed });
+
+/** Which predictions of one model were right, in a fixed order of reviews (see {@linkcode StudyResult}). */
+export interface StudyPredictions {
+  /** Per random split, one flag per held-out review, in file order then row order. */
+  random: Uint8Array[];
+  /** One flag per review, in file order then row order, each scored by the model trained without its source. */
+  loso: Uint8Array;
 }
 
 /** Accuracy of one configuration on a random split and leaving each source out. */
 export interface StudyResult {
-  /** Mean accuracy over the random 80/20 splits. */
+  /** Accuracy over the three random 80/20 splits' test sets together. */
   random: number;
   /** Leave-one-source-out accuracy over all reviews (each source scored by the model trained without it). */
   pooled: number;
   /** Leave-one-source-out accuracy of each source, in the order of the files. */
   perSource: number[];
+  /** Which predictions were right, for intervals and paired margins. */
+  predictions: StudyPredictions;
+  /** Seconds of training summed over the 11 fits (3 splits, 8 sources). */
+  trainSeconds: number;
 }
+
+/**
+ * The reviews the random split `seed` holds out, as indices in file order then row order (the order of
+ * {@linkcode StudyPredictions} and of the peers' input).
+ */
+export function heldOutReviews(files: readonly TrainingFile[], seed: number): number[] {
+  const held: number[] = [];
+  let i = 0;
+  for (const file of files) {
+    for (let row = 0; row < file.rows; row++, i++) {
+      if (isHoldoutRow(holdoutOf(seed), file.key, row)) held.push(i);
+    }
+  }
+  return held;
+}
+
+/** Right (1) or wrong (0) per scored review, in file order. */
+async function rightPerReview(
+  model: LinearModel,
+  files: readonly TrainingFile[],
+  options: { holdout?: HoldoutSplit; signal?: AbortSignal },
+): Promise<Uint8Array> {
+  const right: number[] = [];
+  await scoreLinear(model, files, {
+    ...options,
+    onRow: (label, p) => right.push((p >= 0.5 ? 1 : 0) === label ? 1 : 0),
+  });
+  return Uint8Array.from(right);
+}
+
+const ratio = (flags: ArrayLike<number>) => {
+  let sum = 0;
+  for (let i = 0; i < flags.length; i++) sum += flags[i]!;
+  return flags.length > 0 ? sum / flags.length : NaN;
+};
 
 /**
  * Trains and scores the linear model on `files`: three random 80/20 splits, then once per file with that file
@@ -116,35 +233,193 @@ export async function measure(
   params: LinearParams,
   signal?: AbortSignal,
 ): Promise<StudyResult> {
-  let random = 0;
+  const random: Uint8Array[] = [];
+  let trainSeconds = 0;
   for (const [i, seed] of SEEDS.entries()) {
-    const holdout = { fraction: 0.2, seed };
-    const { model } = await trainLinear({
+    const holdout = holdoutOf(seed);
+    const trained = await trainLinear({
       files,
       params: { ...params, seed: params.seed + i },
       holdout,
-      signal,
+      ...(signal ? { signal } : {}),
     });
-    random += (await scoreLinear(model, files, { holdout, signal })).accuracy / SEEDS.length;
+    trainSeconds += trained.seconds;
+    random.push(await rightPerReview(trained.model, files, { holdout, ...(signal ? { signal } : {}) }));
   }
   const perSource: number[] = [];
-  let correct = 0;
-  let rows = 0;
+  const loso: number[] = [];
   for (const held of files) {
-    const { model } = await trainLinear({
+    const trained = await trainLinear({
       files: files.filter((file) => file !== held),
       params,
       ...(signal ? { signal } : {}),
     });
-    const score = await scoreLinear(model, [held], signal ? { signal } : {});
-    perSource.push(score.accuracy);
-    correct += score.accuracy * score.rows;
-    rows += score.rows;
+    trainSeconds += trained.seconds;
+    const right = await rightPerReview(trained.model, [held], signal ? { signal } : {});
+    perSource.push(ratio(right));
+    loso.push(...right);
   }
-  return { random, pooled: correct / rows, perSource };
+  const allRandom = random.flatMap((flags) => [...flags]);
+  return {
+    random: ratio(allRandom),
+    pooled: ratio(loso),
+    perSource,
+    predictions: { random, loso: Uint8Array.from(loso) },
+    trainSeconds,
+  };
+}
+
+/** A peer's probabilities on the study's splits, as `bench_peers.py --study` writes them. */
+interface PeerOutput {
+  random: number[][];
+  loso: number[];
+  train_seconds: number[];
+}
+
+/** Labels of every review (1 = positive), in file order. */
+async function labelsOf(files: readonly TrainingFile[], signal?: AbortSignal): Promise<Uint8Array> {
+  const labels: number[] = [];
+  for (const file of files) {
+    for await (const row of readProcessed(file.path, signal ? { signal } : {})) {
+      labels.push(row.polarity === 2 ? 1 : 0);
+    }
+  }
+  return Uint8Array.from(labels);
+}
+
+/**
+ * Runs one peer on the study's splits (`bench_peers.py --study`); its predictions as right/wrong flags, in
+ * the order of {@linkcode measure}'s.
+ */
+async function runPeer(
+  peer: string,
+  input: string,
+  labels: Uint8Array,
+  files: readonly TrainingFile[],
+  signal?: AbortSignal,
+): Promise<{ predictions: StudyPredictions; trainSeconds: number }> {
+  const out = join(OUT_DIR, `peer-${peer}.json`);
+  const output = await new Deno.Command(PYTHON, {
+    args: ["tools/bench_peers.py", "--peer", peer, "--study", input, "--out", out, "--fasttext", FASTTEXT],
+    stdout: "piped",
+    stderr: "piped",
+    ...(signal ? { signal } : {}),
+  }).output();
+  if (!output.success) {
+    const last = new TextDecoder().decode(output.stderr).trim().split("\n").at(-1) ?? "no output";
+    throw new PipelineError(`peer ${peer} failed: ${last}`);
+  }
+  const result = JSON.parse(await Deno.readTextFile(out)) as PeerOutput;
+  const right = (p: number, i: number) => ((p >= 0.5 ? 1 : 0) === labels[i] ? 1 : 0);
+  const random = SEEDS.map((seed, s) => {
+    const indices = heldOutReviews(files, seed);
+    const probabilities = result.random[s]!;
+    if (probabilities.length !== indices.length) {
+      throw new PipelineError(
+        `peer ${peer} scored ${probabilities.length} reviews of split ${s}, expected ${indices.length}`,
+      );
+    }
+    return Uint8Array.from(indices, (i, k) => right(probabilities[k]!, i));
+  });
+  if (result.loso.length !== labels.length) {
+    throw new PipelineError(`peer ${peer} scored ${result.loso.length} reviews, expected ${labels.length}`);
+  }
+  return {
+    predictions: { random, loso: Uint8Array.from(result.loso, right) },
+    trainSeconds: result.train_seconds.reduce((sum, s) => sum + s, 0),
+  };
+}
+
+/** One model's accuracies with intervals, and the unit scores they came from. */
+export interface ComparedModel {
+  name: string;
+  predictions: StudyPredictions;
+  trainSeconds: number;
+}
+
+/** Accuracy intervals of each model and margins of the first over every other, on both protocols. */
+export interface Comparison {
+  random: { scores: UnitScores; accuracy: Interval[] };
+  loso: { scores: UnitScores; accuracy: Interval[] };
+}
+
+/**
+ * Intervals of every model's accuracy on both protocols, over reviews: a review held out by several random
+ * splits is one unit of the random protocol's bootstrap.
+ *
+ * @param files The study's files (for the random splits' held-out reviews).
+ * @param models Ours first, then the peers.
+ */
+export function compare(files: readonly TrainingFile[], models: readonly ComparedModel[]): Comparison {
+  const reviews = files.reduce((sum, file) => sum + file.rows, 0);
+  const units = SEEDS.flatMap((seed) => heldOutReviews(files, seed));
+  const randomScores = unitScores(
+    units,
+    reviews,
+    models.map((model) => model.predictions.random.flatMap((flags) => [...flags])),
+  );
+  const losoScores = unitScores(
+    [...Array(reviews).keys()],
+    reviews,
+    models.map((model) => model.predictions.loso),
+  );
+  return {
+    random: { scores: randomScores, accuracy: models.map((_, m) => accuracyInterval(randomScores, m)) },
+    loso: { scores: losoScores, accuracy: models.map((_, m) => accuracyInterval(losoScores, m)) },
+  };
 }
 
 const percent = (value: number) => (100 * value).toFixed(1);
+const seconds = (value: number) => `${value.toFixed(1)} s`;
+
+/** The peers table and the margin lines of the defaults over the best peer of each protocol. */
+export function peerReport(models: readonly ComparedModel[], comparison: Comparison): {
+  text: string;
+  margins: Record<string, { peer: string; margin: Interval }>;
+} {
+  const fasttext = models.find((model) => model.name === STUDY_PEERS.at(-1)!.name);
+  const rows = models.map((model, m) =>
+    `| ${model.name} | ${formatPoints(comparison.random.accuracy[m]!)} | ${
+      formatPoints(comparison.loso.accuracy[m]!)
+    } | ${seconds(model.trainSeconds)} | ${
+      fasttext ? `${(model.trainSeconds / fasttext.trainSeconds).toFixed(2)}×` : "–"
+    } |`
+  );
+  const margins: Record<string, { peer: string; margin: Interval }> = {};
+  const lines: string[] = [];
+  for (const protocol of ["random", "loso"] as const) {
+    const { accuracy, scores } = comparison[protocol];
+    let best = 1;
+    for (let m = 2; m < models.length; m++) if (accuracy[m]!.value > accuracy[best]!.value) best = m;
+    if (models.length < 2) continue;
+    const margin = marginInterval(scores, 0, best);
+    margins[protocol] = { peer: models[best]!.name, margin };
+    lines.push(
+      `- ${protocol === "random" ? "random 80/20" : "leave one source out (pooled)"}: ours ${
+        formatPoints(margin, true)
+      } points over the best peer, ${models[best]!.name} (paired bootstrap, 95%)`,
+    );
+  }
+  const text = [
+    "| model | random 80/20 (95% interval) | leave one source out, pooled (95% interval) | train time, 11 fits | ÷ fastText |",
+    "|---|---:|---:|---:|---:|",
+    ...rows,
+    "",
+    ...lines,
+  ].join("\n");
+  return { text, margins };
+}
+
+async function peersAvailable(): Promise<string | undefined> {
+  for (const path of [PYTHON, FASTTEXT]) {
+    try {
+      await Deno.stat(path);
+    } catch {
+      return `${path} not found (make bench-deps)`;
+    }
+  }
+  return undefined;
+}
 
 async function main(ctx: Ctx): Promise<StageResult> {
   const dir = ctx.values.data ?? "../shared/data/reviews";
@@ -161,38 +436,86 @@ async function main(ctx: Ctx): Promise<StageResult> {
   if (csvs.length < 2) {
     throw new PipelineError(`${dir} needs at least two CSV files (sources) to leave one out`);
   }
-  const prepared = new Map<string, TrainingFile[]>();
+  const prepared = new Map<string, PreparedSources>();
   const rows: string[] = [];
   const results = [];
+  let defaults: { result: StudyResult; sources: PreparedSources } | undefined;
   for (const variant of VARIANTS) {
     const key = JSON.stringify(variant.tokenizer);
-    let files = prepared.get(key);
-    if (!files) {
-      files = await prepareSources(dir, csvs, variant.tokenizer, join(OUT_DIR, String(prepared.size)));
-      prepared.set(key, files);
+    let sources = prepared.get(key);
+    if (!sources) {
+      sources = await prepareSources(dir, csvs, variant.tokenizer, join(OUT_DIR, String(prepared.size)));
+      prepared.set(key, sources);
     }
     const params = resolveLinearParams(variant.params);
-    const result = await measure(files, params, ctx.signal);
-    ctx.log.info(variant.name, { random: result.random, pooled: result.pooled });
-    results.push({ variant: variant.name, epochs: params.epochs, ...result });
+    const result = await measure(sources.files, params, ctx.signal);
+    ctx.log.info(variant.name, {
+      random: result.random,
+      pooled: result.pooled,
+      train_s: result.trainSeconds,
+    });
+    results.push({
+      variant: variant.name,
+      params,
+      random: result.random,
+      pooled: result.pooled,
+      perSource: result.perSource,
+      trainSeconds: result.trainSeconds,
+    });
     const mean = result.perSource.reduce((sum, value) => sum + value, 0) / result.perSource.length;
     rows.push(
       `| ${variant.name} | ${params.epochs} | ${percent(result.random)} | ${percent(result.pooled)} | ${
         percent(mean)
-      } | ${result.perSource.map(percent).join(" / ")} |`,
+      } | ${result.perSource.map(percent).join(" / ")} | ${seconds(result.trainSeconds)} |`,
     );
+    if (Object.keys(variant.tokenizer).length === 0 && Object.keys(variant.params).length === 0) {
+      defaults = { result, sources };
+    }
   }
-  const reviews = [...prepared.values()][0]!.reduce((sum, file) => sum + file.rows, 0);
-  const table = [
+  const files = [...prepared.values()][0]!.files;
+  const reviews = files.reduce((sum, file) => sum + file.rows, 0);
+  const text = [
     `${reviews} reviews in ${csvs.length} sources of ${dir}; per source, in order: ${
       csvs.map((name) => basename(name, ".csv")).join(", ")
     }`,
     "",
-    "| tokens | epochs | random 80/20 | leave one source out: pooled | mean of sources | per source |",
-    "|---|---:|---:|---:|---:|---|",
+    "| settings | epochs | random 80/20 | leave one source out: pooled | mean of sources | per source | train time, 11 fits |",
+    "|---|---:|---:|---:|---:|---|---:|",
     ...rows,
-  ].join("\n");
-  return { json: { sources: csvs, reviews, results }, text: table };
+  ];
+  const json: Record<string, unknown> = { sources: csvs, reviews, results };
+  const unavailable = ctx.values["no-peers"] === true ? "--no-peers" : await peersAvailable();
+  if (defaults && unavailable === undefined) {
+    // Our fits read tokens the study tokenised once; to compare with peers that vectorize raw text inside
+    // their training time, ours is charged the tokenizing of the reviews each fit trains on.
+    const trainedRows = SEEDS.length * (1 - HOLDOUT_FRACTION) * reviews + (csvs.length - 1) * reviews;
+    const ours: ComparedModel = {
+      name: "**ours: linear, the defaults** (train time with tokenizing)",
+      predictions: defaults.result.predictions,
+      trainSeconds: defaults.result.trainSeconds + defaults.sources.tokenizeSeconds * trainedRows / reviews,
+    };
+    const { files: defaultFiles, peersInput } = defaults.sources;
+    const labels = await labelsOf(defaultFiles, ctx.signal);
+    const models: ComparedModel[] = [ours];
+    for (const peer of STUDY_PEERS) {
+      ctx.log.info(`peer ${peer.id}`);
+      const measured = await runPeer(peer.id, peersInput, labels, defaultFiles, ctx.signal);
+      models.push({ name: peer.name, ...measured });
+    }
+    const comparison = compare(defaultFiles, models);
+    const report = peerReport(models, comparison);
+    text.push("", "The defaults beside the peers, on the same splits:", "", report.text);
+    json.peers = models.map((model, m) => ({
+      model: model.name,
+      random: comparison.random.accuracy[m],
+      loso: comparison.loso.accuracy[m],
+      trainSeconds: model.trainSeconds,
+    }));
+    json.margins = report.margins;
+  } else if (unavailable !== undefined) {
+    text.push("", `Peers not run: ${unavailable}.`);
+  }
+  return { json, text: text.join("\n") };
 }
 
 if (import.meta.main) await runStage(spec, Deno.args, main);
