@@ -9,7 +9,7 @@ Peers:
   tfidf-lr        scikit-learn TfidfVectorizer(ngram_range=(1, 2)) + LogisticRegression on the raw
                   title + text.
   tfidf-wc-lr     TF-IDF of word 1-2-grams and of character 2-5-grams (within word boundaries), both with
-                  sublinear term frequency, side by side + LogisticRegression, on the raw title + text.
+                  sublinear term frequency, side by side + LogisticRegression (C=4), on the raw title + text.
   nbsvm           NB-SVM (Wang & Manning 2012, "Baselines and Bigrams"): binary word 1-2-gram features
                   scaled by their naive-Bayes log-count ratio (smoothing 1), then a linear classifier; the
                   logistic-loss variant (liblinear, C=1), which gives probabilities.
@@ -246,7 +246,9 @@ def tfidf_wc_lr_model():
         # char_wb: n-grams inside word boundaries (padded with a space), so they never span two words.
         ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
     ])
-    return vectorizer, LogisticRegression(max_iter=2000)
+    # C=4: on the development reviews C=1 scored 87.5 / 83.3 (random split / leave one source out), C=4
+    # 88.3 / 84.5, C=10 88.4 / 84.5; the peer gets its better setting.
+    return vectorizer, LogisticRegression(C=4, max_iter=2000)
 
 
 class NBLogisticRegression:

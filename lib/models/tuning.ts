@@ -23,7 +23,7 @@ export type SearchSpace<P> = { [K in keyof P]?: readonly P[K][] };
  * development data.
  */
 export const LINEAR_SEARCH_SPACE: Readonly<SearchSpace<LinearParams>> = Object.freeze({
-  learningRate: [0.05, 0.1, 0.2, 0.4],
+  learningRate: [0.025, 0.05, 0.1, 0.2],
   epochs: [5, 10],
   dim: [10, 20],
 });
