@@ -126,7 +126,7 @@ Deno.test("trainLinear() learns with and without naive-Bayes weighting, and the 
   await using dir = await tempDir();
   const files = await writeToyBatches(join(dir.path, "train"), toyReviews(800, 12, 0.3), 400);
   const [test] = await writeToyBatches(join(dir.path, "test"), toyReviews(400, 13, 0.3), 400);
-  const params = resolveLinearParams({ buckets: 1 << 14 });
+  const params = resolveLinearParams({ buckets: 1 << 14, epochs: 20 });
   const weighted = await scoreLinear((await trainLinear({ files, params })).model, [test!]);
   const plain = await scoreLinear(
     (await trainLinear({ files, params: { ...params, nbWeighting: 0 } })).model,
