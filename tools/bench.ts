@@ -118,6 +118,9 @@ Options:
                       reviews (default ${DEFAULT_PEERS_MAX})
   --fast-peers-max N  skip TF-IDF + LR on words, NB-SVM and fastText above N training reviews
                       (default ${DEFAULT_FAST_PEERS_MAX})
+  --real DIR          folder of real reviews, every CSV of it (default ${REAL_DIR}; it needs read
+                      access, which the task grants for the default only: run tools/bench.ts with
+                      -P=bench and an --allow-read list that adds DIR)
   --no-real           skip the real reviews
   --out DIR           scratch folder, emptied per data set (default ${DEFAULT_OUT})
   --keep              keep each data set's scratch files
@@ -149,6 +152,7 @@ export const spec = defineStage({
     "peers-max": { type: "string" },
     "fast-peers-max": { type: "string" },
     "no-real": { type: "boolean" },
+    real: { type: "string" },
     out: { type: "string" },
     keep: { type: "boolean" },
     "no-docs": { type: "boolean" },
@@ -201,6 +205,8 @@ interface BenchConfig {
   peersMax: number;
   fastPeersMax: number;
   real: boolean;
+  /** Folder of the real reviews (absolute). */
+  realDir: string;
   out: string;
   keep: boolean;
   docs: boolean;
@@ -249,6 +255,7 @@ function resolveConfig(ctx: Ctx): BenchConfig {
     fastPeersMax: intFlag("--fast-peers-max", ctx.values["fast-peers-max"], { min: 0 }) ??
       DEFAULT_FAST_PEERS_MAX,
     real: ctx.values["no-real"] !== true,
+    realDir: resolve(REPO_ROOT, ctx.values.real ?? REAL_DIR),
     out: resolve(REPO_ROOT, out),
     keep: ctx.values.keep === true,
     docs: ctx.values["no-docs"] !== true,
@@ -979,12 +986,14 @@ export async function main(ctx: Ctx): Promise<StageResult> {
   const versions = config.peers ? await checkPeers(log) : undefined;
   const peers = config.peers && versions !== undefined;
 
-  const realDir = resolve(REPO_ROOT, REAL_DIR);
+  const realDir = config.realDir;
   const datasets: { label: string; slug: string; real: boolean; train: number; test: number }[] = [];
   if (config.real && await exists(realDir)) {
     datasets.push({ label: "real reviews", slug: "real", real: true, train: 0, test: 0 });
+  } else if (config.real && ctx.values.real !== undefined) {
+    throw new PipelineError(`--real ${ctx.values.real}: no such folder`);
   } else if (config.real) {
-    log.info(`no ${REAL_DIR}: generated data only`);
+    log.info(`no ${realDir}: generated data only`);
   }
   for (const size of config.sizes) {
     datasets.push({

@@ -96,7 +96,9 @@ const spec = defineStage({
   name: "feature_study",
   usage: `Usage: deno task feature_study [--data DIR] [--no-peers]
 
-Trains the linear model under several settings on the real reviews of DIR (default ../shared/data/reviews),
+Trains the linear model under several settings on the real reviews of DIR (default ../shared/data/reviews;
+the task may read that folder only: for another, run tools/feature_study.ts with -P=feature_study and an
+--allow-read list that adds DIR),
 and the benchmark's peers on the same splits, and prints accuracy on a random 80/20 split (3 seeds) and
 leave-one-source-out (train on all CSV files but one, score that one) with 95% intervals, and the margin of
 the default model over the best peer, as Markdown tables.
