@@ -122,7 +122,7 @@ esac
 # deep inside the stage; this says whose folder it is and what to do, before anything runs.
 case $stage in
 ingest) write_dirs="data/raw data/downloads" ;;
-split_batches) write_dirs="data/batches" ;;
+split_batches) write_dirs="data/batches data/processed" ;;
 preprocess_batch | preprocess_test) write_dirs="data/processed" ;;
 *) write_dirs="" ;;
 esac

@@ -28,6 +28,7 @@
 import type { StageContext, StageResult } from "./_cli.ts";
 import { intFlag } from "../lib/core/flags.ts";
 import { INLINE_MAX_BYTES, preprocessFile, PROCESSED_SIZE_RATIO } from "../lib/features/preprocess.ts";
+import type { ProcessedSplit } from "../lib/data/processed_data.ts";
 
 /** The usage text of the flags both stages take. */
 export const PREPROCESS_HELP = {
@@ -79,6 +80,8 @@ export interface PreprocessStageInput {
   workers: number | undefined;
   /** SHA-256 the source must have (a batch's checksum in the split manifest), when known. */
   expectedSha256?: string;
+  /** The split the batch belongs to, recorded in the meta file (see `ProcessedMeta.split`). */
+  split?: ProcessedSplit;
   /** The batch number, for `preprocess_batch`: the first field of the `--json` object. */
   batch?: number;
 }
@@ -95,6 +98,7 @@ export async function preprocessStage(
   const result = await preprocessFile({
     source: input.source,
     ...(input.expectedSha256 !== undefined ? { expectedSha256: input.expectedSha256 } : {}),
+    ...(input.split !== undefined ? { split: input.split } : {}),
     output: input.output,
     force: ctx.values.force === true,
     checkSpace: ctx.values["skip-space-check"] !== true,

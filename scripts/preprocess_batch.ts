@@ -99,6 +99,7 @@ export async function main(ctx: PreprocessBatchContext): Promise<StageResult> {
     batch,
     source,
     expectedSha256: entry?.sha256,
+    ...(manifest && entry ? { split: { sourceSha256: manifest.source.sha256, index: entry.index } } : {}),
     output: join(PROCESSED_DIR, batchFileName(batch, ".tsv")),
     workers,
   });

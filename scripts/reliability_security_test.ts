@@ -88,7 +88,7 @@ const GRANTS: Record<string, { write: string[]; read: string[]; net: string[] }>
     read: ["raw", "downloads", "external"],
     net: ["www.kaggle.com:443"],
   },
-  split_batches: { write: ["batches"], read: ["raw", "batches"], net: [] },
+  split_batches: { write: ["batches", "processed"], read: ["raw", "batches", "processed"], net: [] },
   preprocess_batch: { write: ["processed"], read: ["batches", "processed"], net: [] },
   preprocess_test: { write: ["processed"], read: ["raw", "processed"], net: [] },
   train: { write: [], read: ["processed"], net: ["127.0.0.1:5500"] },

@@ -85,6 +85,7 @@ Deno.test("split_batches writes batches, rejects and a manifest that match the i
     rejected: 3,
     skipped: false,
     manifest: "data/batches/manifest.json",
+    retired: [],
   });
   assert.match(run.stderr, /rejected 3 lines \(1 wrong field count, 1 label not 1 or 2, 1 empty line\)/);
 

@@ -29,6 +29,8 @@ import { UsageError } from "../lib/core/errors.ts";
 import { type FlagRange, intFlag, numberFlag, parseIntegerFlag } from "../lib/core/flags.ts";
 import { DEFAULT_VECTORIZER_CONFIG } from "../lib/features/vectorizer.ts";
 import { DEFAULT_CALIBRATION_THRESHOLD } from "../lib/models/calibration.ts";
+import { BATCHES_DIR } from "../lib/data/layout.ts";
+import { describeBatches } from "../lib/data/split_membership.ts";
 import {
   type CalibrationSplit,
   DEFAULT_CALIBRATION_FRACTION,
@@ -304,10 +306,22 @@ async function main(ctx: StageContext<typeof spec.options>): Promise<StageResult
   }
 
   // Cheap local checks and the MLflow health check come before any heavy work.
-  const batches = await resolveTrainingBatches(requested);
+  const selection = await resolveTrainingBatches(requested);
+  for (const skipped of selection.skipped) log.warn(`skipping ${skipped.path}: ${skipped.reason}`);
+  if (selection.unprocessed.length > 0) {
+    log.warn(
+      `${describeBatches(selection.unprocessed)} of the current split ${
+        selection.unprocessed.length === 1 ? "is" : "are"
+      } not preprocessed and left out; run "deno task preprocess_batch N" for each to train on them too`,
+    );
+  }
+  if (selection.split === undefined) {
+    log.warn(`no ${BATCHES_DIR}/manifest.json: cannot check that the batches belong to the current split`);
+  }
+  const batches = selection.batches;
   const mlflow = await connectMlflow({ modelName: values["model-name"] }, log, signal);
   const experiment = await openExperiment(mlflow, log, "train");
-  log.info(`training a ${family} model on batches ${batches.map((b) => b.index).join(", ")}`, {
+  log.info(`training a ${family} model on ${describeBatches(batches.map((b) => b.index))}`, {
     reviews: batches.reduce((sum, b) => sum + b.meta.rows, 0),
     experiment: mlflow.config.experimentName,
     tracking: mlflow.config.trackingUri,
@@ -323,6 +337,7 @@ async function main(ctx: StageContext<typeof spec.options>): Promise<StageResult
     versionTags: mlflow.config.runTags,
     ...(runName !== undefined ? { runName } : {}),
     batches,
+    ...(selection.split ? { split: selection.split } : {}),
     workers,
     log,
     signal,

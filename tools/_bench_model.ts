@@ -91,7 +91,7 @@ async function writeBytesAtomic(path: string, bytes: Uint8Array): Promise<void> 
 /** The linear family with its defaults, as `train --model linear` trains it (single-threaded SGD). */
 async function trainLinear(ctx: Ctx): Promise<StageResult> {
   const dir = modelDir(ctx);
-  const batches = await resolveTrainingBatches(["all"]);
+  const { batches } = await resolveTrainingBatches(["all"]);
   const trained = await trainLinearModel({
     batches,
     signal: ctx.signal,
@@ -128,7 +128,7 @@ async function train(ctx: Ctx): Promise<StageResult> {
   const workers = intFlag("--workers", ctx.values.workers, { min: 1, max: 64 }) ??
     navigator.hardwareConcurrency;
   const dir = modelDir(ctx);
-  const batches = await resolveTrainingBatches(["all"]);
+  const { batches } = await resolveTrainingBatches(["all"]);
   const trained = await trainSentimentModel({
     batches,
     forest: { trees },

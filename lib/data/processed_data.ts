@@ -30,6 +30,18 @@ export interface ProcessedRow {
   tokens: string[];
 }
 
+/**
+ * The split a processed training batch belongs to, as `preprocess_batch` read it from
+ * `data/batches/manifest.json`: the split's input checksum and the batch's number in it. With the batch's
+ * own checksum (`sourceSha256`) it tells whether the batch is still part of the current split.
+ */
+export interface ProcessedSplit {
+  /** Lower-case hex SHA-256 of the CSV that was split (`manifest.source.sha256`). */
+  sourceSha256: string;
+  /** The batch's number in that split. */
+  index: number;
+}
+
 /** Contents of `<name>.meta.json`. */
 export interface ProcessedMeta {
   /** Always {@linkcode PROCESSED_FORMAT}. */
@@ -48,6 +60,8 @@ export interface ProcessedMeta {
   rejected: number;
   /** Rows per polarity, e.g. `{"1": 480, "2": 520}`. */
   labels: Record<string, number>;
+  /** The split of a training batch; absent for the test set, hand-made batches and older files. */
+  split?: ProcessedSplit;
   /** `tokenizerInfo()` of the code that wrote the file. */
   tokenizer: Record<string, unknown> & { version: string };
   /** Size and SHA-256 of the `.tsv`, so a consumer can tell it is the file this meta describes. */
@@ -196,6 +210,7 @@ export class ProcessedWriter implements AsyncDisposable {
       read: info.read,
       rows: this.rows,
       rejected: info.rejected,
+      ...(info.split !== undefined ? { split: info.split } : {}),
       labels: { ...this.#labels },
       tokenizer: info.tokenizer,
       output: { bytes: committed.bytes, sha256: committed.sha256 },

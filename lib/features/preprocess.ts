@@ -12,7 +12,8 @@
  * yields no token at all (nothing a model could learn from).
  *
  * A run is skipped when the existing meta file says the output was made from a source with the same
- * SHA-256 by a tokenizer with the same info, and the output still has the size the meta recorded.
+ * SHA-256, of the same split, by a tokenizer with the same info, and the output still has the size the
+ * meta recorded.
  *
  * @module
  */
@@ -29,6 +30,7 @@ import {
   type ProcessedMeta,
   processedMetaPath,
   processedRejectsPath,
+  type ProcessedSplit,
   ProcessedWriter,
   readProcessedMeta,
 } from "../data/processed_data.ts";
@@ -247,6 +249,11 @@ export interface PreprocessOptions {
    * a batch left over from an interrupted or older split, is refused and nothing is written.
    */
   expectedSha256?: string;
+  /**
+   * The split the source batch belongs to, recorded in the meta file; an output recorded under another
+   * split (or none) is rebuilt.
+   */
+  split?: ProcessedSplit;
   /** Where to log what happened. */
   log?: Logger;
   /** Progress display. @default {"tty" on a terminal, else "lines"} */
@@ -298,6 +305,7 @@ async function checkUpToDate(
   source: string,
   output: string,
   sourceBytes: number,
+  split: ProcessedSplit | undefined,
 ): Promise<{ meta: ProcessedMeta } | { reason: string }> {
   if ((await fileSize(processedMetaPath(output))) === undefined) return { reason: "no meta file" };
   let meta: ProcessedMeta;
@@ -308,6 +316,9 @@ async function checkUpToDate(
     throw error;
   }
   if (!sameTokenizer(meta.tokenizer, tokenizerInfo())) return { reason: "tokenizer changed" };
+  if (meta.split?.sourceSha256 !== split?.sourceSha256 || meta.split?.index !== split?.index) {
+    return { reason: "split changed" };
+  }
   if ((await fileSize(output)) !== meta.output?.bytes) return { reason: "output missing or changed" };
   // Size first: a different size settles it without reading the whole source.
   if (meta.sourceBytes !== sourceBytes) return { reason: "source changed" };
@@ -363,7 +374,7 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
     signal,
   });
   if (!options.force) {
-    const check = await checkUpToDate(source, output, sourceBytes);
+    const check = await checkUpToDate(source, output, sourceBytes, options.split);
     if ("meta" in check) {
       const { meta } = check;
       log?.info(`${output} is up to date with ${source}; skipping (use --force to rebuild)`);
@@ -507,6 +518,7 @@ export async function preprocessFile(options: PreprocessOptions): Promise<Prepro
     sourceBytes: stats.bytes,
     read: stats.read,
     rejected,
+    ...(options.split !== undefined ? { split: options.split } : {}),
     tokenizer: tokenizerInfo(),
   }, [rejectsOut]);
   const seconds = (performance.now() - started) / 1000;

@@ -162,6 +162,16 @@ Deno.test("preprocessFile() skips an up-to-date output and rebuilds when anythin
   await Deno.writeTextFile(opts.output, "2\tx\n", { append: true });
   assert.equal((await preprocessFile(opts)).skipped, false);
   assert.equal((await preprocessFile(opts)).skipped, true);
+
+  // The same batch under a split (recorded in the meta), then under another split of another input.
+  const split = { sourceSha256: "a".repeat(64), index: 0 };
+  assert.equal((await preprocessFile({ ...opts, split })).skipped, false);
+  assert.deepEqual((await readProcessedMeta(opts.output)).split, split);
+  assert.equal((await preprocessFile({ ...opts, split })).skipped, true);
+  assert.equal(
+    (await preprocessFile({ ...opts, split: { ...split, sourceSha256: "b".repeat(64) } })).skipped,
+    false,
+  );
 });
 
 Deno.test("preprocessFile() on a missing source throws a PipelineError naming it", async () => {

@@ -31,8 +31,10 @@ import {
 import { MODEL_FORMAT as FOREST_ENGINE_NAME, serializeForest } from "./forest/model_format.ts";
 import { SparseDatasetBuilder } from "./forest/sparse_dataset.ts";
 import type { Forest } from "./forest/forest.ts";
-import { batchFileName, listBatchIndexes, PROCESSED_DIR } from "../data/layout.ts";
+import { BATCHES_DIR, batchFileName, listBatchIndexes, PROCESSED_DIR } from "../data/layout.ts";
 import { type ProcessedMeta, readProcessed, readProcessedMeta } from "../data/processed_data.ts";
+import { MANIFEST_FILE, readManifest } from "../data/batches.ts";
+import { describeBatches, splitMismatch } from "../data/split_membership.ts";
 import { createProgress, type ProgressOptions } from "../core/progress.ts";
 import { type CalibrationDecision, decideCalibration } from "./calibration.ts";
 import { describeTokenizerDifference, sameTokenizer, tokenizerInfo } from "../features/tokenizer.ts";
@@ -50,20 +52,55 @@ export interface TrainingBatch {
   meta: ProcessedMeta;
 }
 
+/** A processed batch left out of `--batches all`, and why. */
+export interface SkippedBatch {
+  index: number;
+  path: string;
+  reason: string;
+}
+
+/** What {@linkcode resolveTrainingBatches} chose. */
+export interface TrainingSelection {
+  /** The batches to train on, ascending. */
+  batches: TrainingBatch[];
+  /** Processed batches `all` left out because they are not from the current split. */
+  skipped: SkippedBatch[];
+  /** Batches of the current split that `all` could not use because they are not preprocessed yet. */
+  unprocessed: number[];
+  /** The current split (from its manifest), or undefined when there is no manifest to check against. */
+  split?: { manifest: string; sourceSha256: string };
+}
+
+/** Folders {@linkcode resolveTrainingBatches} reads. */
+export interface TrainingDirs {
+  /** @default {PROCESSED_DIR} */
+  processedDir?: string;
+  /** Where the split's `manifest.json` is. @default {BATCHES_DIR} */
+  batchesDir?: string;
+}
+
 /**
- * Resolves `--batches` values (numbers, or `all`) to processed batches, checking each exists and was
- * tokenised by this build's tokenizer.
+ * Resolves `--batches` values (numbers, or `all`) to processed batches, checking each exists, was tokenised
+ * by this build's tokenizer and belongs to the current split (`data/batches/manifest.json`, see
+ * `lib/data/split_membership.ts`). `all` means every processed batch of the current split: the others are
+ * skipped and listed in `skipped`. A batch named explicitly that is not from the current split is refused.
+ * Without a manifest the batches must at least come from one split.
  *
- * @throws {PipelineError} naming a missing batch and the ones available, or a stale tokenizer version.
+ * @throws {PipelineError} naming a missing batch and the ones available, a batch of another split, or a
+ *   stale tokenizer version.
  */
 export async function resolveTrainingBatches(
   requested: readonly (number | "all")[],
-  dir = PROCESSED_DIR,
-): Promise<TrainingBatch[]> {
+  dirs: TrainingDirs = {},
+): Promise<TrainingSelection> {
+  const dir = dirs.processedDir ?? PROCESSED_DIR;
+  const manifestPath = join(dirs.batchesDir ?? BATCHES_DIR, MANIFEST_FILE);
+  const manifest = await readManifest(dirs.batchesDir ?? BATCHES_DIR);
   const available = await listBatchIndexes(dir, ".tsv");
   const availableText = available.length > 0 ? available.join(", ") : "none";
+  const all = requested.includes("all");
   let indexes: number[];
-  if (requested.includes("all")) {
+  if (all) {
     if (available.length === 0) {
       throw new PipelineError(
         `no processed batches in ${dir}; run "deno task preprocess_batch N" for each batch first`,
@@ -73,7 +110,12 @@ export async function resolveTrainingBatches(
   } else {
     indexes = [...new Set(requested as number[])].sort((a, b) => a - b);
   }
-  const batches: TrainingBatch[] = [];
+  const selection: TrainingSelection = {
+    batches: [],
+    skipped: [],
+    unprocessed: [],
+    ...(manifest ? { split: { manifest: manifestPath, sourceSha256: manifest.source.sha256 } } : {}),
+  };
   for (const index of indexes) {
     if (!available.includes(index)) {
       throw new PipelineError(
@@ -83,6 +125,26 @@ export async function resolveTrainingBatches(
     }
     const path = join(dir, batchFileName(index, ".tsv"));
     const meta = await readProcessedMeta(path);
+    const mismatch = manifest ? splitMismatch(index, meta, manifest) : undefined;
+    if (mismatch !== undefined) {
+      const inSplit = manifest!.batches.some((batch) => batch.index === index);
+      if (all) {
+        selection.skipped.push({
+          index,
+          path,
+          reason: `not from the current split (${manifestPath}): ${mismatch}`,
+        });
+        continue;
+      }
+      throw new PipelineError(
+        `${path} is not from the current split (${manifestPath}): ${mismatch}; ` +
+          (inSplit
+            ? `rerun "deno task preprocess_batch ${index}"`
+            : `train on the current split's ${
+              describeBatches(manifest!.batches.map((b) => b.index))
+            } or on --batches all`),
+      );
+    }
     // The model records this build's tokenizer, and is served with it: its training tokens must be that
     // tokenizer's, setting for setting, not just of the same version.
     if (!sameTokenizer(meta.tokenizer, tokenizerInfo())) {
@@ -92,9 +154,30 @@ export async function resolveTrainingBatches(
         }); rerun "deno task preprocess_batch ${index}"`,
       );
     }
-    batches.push({ index, path, meta });
+    selection.batches.push({ index, path, meta });
   }
-  return batches;
+  if (manifest && all) {
+    const used = new Set(selection.batches.map((batch) => batch.index));
+    selection.unprocessed = manifest.batches.map((batch) => batch.index).filter((index) => !used.has(index));
+    if (selection.batches.length === 0) {
+      throw new PipelineError(
+        `no processed batch in ${dir} is from the current split (${manifestPath}, ${
+          describeBatches(manifest.batches.map((b) => b.index))
+        }); run "deno task preprocess_batch N" for each of them`,
+      );
+    }
+  }
+  if (!manifest) {
+    // Nothing says which split is current, but batches of two different splits must still not be mixed.
+    const splits = new Set(selection.batches.map((batch) => batch.meta.split?.sourceSha256 ?? "none"));
+    if (splits.size > 1) {
+      throw new PipelineError(
+        `${describeBatches(selection.batches.map((b) => b.index))} in ${dir} come from different ` +
+          `splits and ${manifestPath} is missing; run split_batches, then preprocess_batch for each batch`,
+      );
+    }
+  }
+  return selection;
 }
 
 /** A 36-character digest of the training data (MLflow's dataset digest limit), from the files' SHA-256. */

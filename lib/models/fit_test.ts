@@ -30,10 +30,20 @@ async function processedBatches(count: number): Promise<AsyncDisposable & { path
 Deno.test("resolveTrainingBatches() returns the requested batches, or all, in order", async () => {
   await using batches = await processedBatches(3);
   const dir = batches.path;
-  assert.deepEqual((await resolveTrainingBatches([2, 0, 2], dir)).map((batch) => batch.index), [0, 2]);
-  assert.deepEqual((await resolveTrainingBatches(["all"], dir)).map((batch) => batch.index), [0, 1, 2]);
+  assert.deepEqual(
+    (await resolveTrainingBatches([2, 0, 2], { processedDir: dir, batchesDir: dir })).batches.map((batch) =>
+      batch.index
+    ),
+    [0, 2],
+  );
+  assert.deepEqual(
+    (await resolveTrainingBatches(["all"], { processedDir: dir, batchesDir: dir })).batches.map((batch) =>
+      batch.index
+    ),
+    [0, 1, 2],
+  );
   await assert.rejects(
-    () => resolveTrainingBatches([5], dir),
+    () => resolveTrainingBatches([5], { processedDir: dir, batchesDir: dir }),
     (error: unknown) =>
       error instanceof PipelineError &&
       /batch 5 is not preprocessed .*available: 0, 1, 2/.test(error.message),
@@ -50,7 +60,7 @@ Deno.test("resolveTrainingBatches() refuses a batch tokenised with other setting
     JSON.stringify({ ...meta, tokenizer: TOKENIZER_BEFORE_LEXICON }),
   );
   await assert.rejects(
-    () => resolveTrainingBatches([0], dir),
+    () => resolveTrainingBatches([0], { processedDir: dir, batchesDir: dir }),
     (error: unknown) =>
       error instanceof PipelineError &&
       error.message.endsWith(
@@ -77,7 +87,10 @@ async function generatedBatches(): Promise<AsyncDisposable & { batches: Training
       progress: "off",
     });
   }
-  const batches = await resolveTrainingBatches(["all"], scratch.path);
+  const { batches } = await resolveTrainingBatches(["all"], {
+    processedDir: scratch.path,
+    batchesDir: scratch.path,
+  });
   return { batches, [Symbol.asyncDispose]: () => scratch[Symbol.asyncDispose]() };
 }
 
@@ -147,7 +160,8 @@ Deno.test("trainLinearModel() warm-starts a model saved before pooling was a set
   const initial = deserializeLinear(engine);
   assert.equal(initial.shape.pooling, "mean");
   const trained = await trainLinearModel({
-    batches: await resolveTrainingBatches(["all"], batches.path),
+    batches: (await resolveTrainingBatches(["all"], { processedDir: batches.path, batchesDir: batches.path }))
+      .batches,
     initial,
     params: { epochs: 1 },
     progress: "off",

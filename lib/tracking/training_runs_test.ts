@@ -53,7 +53,8 @@ async function setUp(prefix: string) {
     experimentId: "1",
     trackingUri: client.trackingUri,
     tags: { "pipeline.stage": "train" },
-    batches: await resolveTrainingBatches(["all"], scratch.path),
+    batches: (await resolveTrainingBatches(["all"], { processedDir: scratch.path, batchesDir: scratch.path }))
+      .batches,
     workers: 2,
     log: createLogger({ name: "train-test", level: "warn" }),
     signal: new AbortController().signal,
