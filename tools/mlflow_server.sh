@@ -5,10 +5,11 @@
 #   tools/mlflow_server.sh start --url http://127.0.0.1:5500 --data mlflow-data [--mlflow .venv/bin/mlflow]
 #   tools/mlflow_server.sh stop  --url http://127.0.0.1:5500 --data mlflow-data
 #
-# start: does nothing when a server already answers URL/health; otherwise, for a local URL, starts
-#   `mlflow server` on the URL's port with a SQLite store (DATA/mlflow.db) and proxied artifacts
-#   (DATA/artifacts), writes DATA/server.pid and DATA/server.log, and waits until /health answers
-#   (MLFLOW_START_TIMEOUT seconds, default 120: the first start runs the database migrations).
+# start: does nothing when a server already answers URL/health, unless it was started from DATA on
+#   another interface than MLFLOW_HOST asks for (then it says so and fails); otherwise, for a local URL,
+#   starts `mlflow server` on the URL's port with a SQLite store (DATA/mlflow.db) and proxied artifacts
+#   (DATA/artifacts), writes DATA/server.pid, DATA/server.host and DATA/server.log, and waits until
+#   /health answers (MLFLOW_START_TIMEOUT seconds, default 120: the first start runs the migrations).
 # stop: stops the server recorded in DATA/server.pid (its whole process group: uvicorn workers too).
 #
 # Environment: MLFLOW_HOST (interface to bind, default 127.0.0.1), MLFLOW_ALLOWED_HOSTS (Host headers
@@ -52,6 +53,7 @@ fi
 mkdir -p "$data"
 data=$(cd "$data" && pwd)
 pid_file="$data/server.pid"
+host_file="$data/server.host"
 log_file="$data/server.log"
 
 # /health is exempt from MLflow's Host-header check, so it tells whether *a* server listens there.
@@ -79,7 +81,13 @@ recorded_pid() {
 start() {
   command -v curl >/dev/null || die "curl is needed to poll $url/health; install curl"
   if healthy; then
-    echo "MLflow already answers at $url"
+    local listening
+    listening=$(cat "$host_file" 2>/dev/null || true)
+    # A server started for 127.0.0.1 cannot be reached from containers; "already answers" would hide that.
+    if [[ -n ${MLFLOW_HOST:-} && -n $listening && $listening != "$MLFLOW_HOST" ]] && recorded_pid >/dev/null; then
+      die "MLflow already answers at $url but listens on $listening, not $MLFLOW_HOST; stop it (make mlflow-stop) and start it again with MLFLOW_HOST=$MLFLOW_HOST"
+    fi
+    echo "MLflow already answers at $url${listening:+ (listening on $listening)}"
     return 0
   fi
   [[ -n $port ]] ||
@@ -110,20 +118,21 @@ start() {
       </dev/null >>"$log_file" 2>&1 &
     pid=$!
     echo "$pid" >"$pid_file"
+    echo "${MLFLOW_HOST:-127.0.0.1}" >"$host_file"
   else
     echo "MLflow (pid $pid) is starting at $url; waiting"
   fi
   local timeout=${MLFLOW_START_TIMEOUT:-120} waited=0
   until healthy; do
     if ! alive "$pid"; then
-      rm -f "$pid_file"
+      rm -f "$pid_file" "$host_file"
       tail -n 15 "$log_file" >&2 || true
       die "MLflow exited while starting on port $port (is the port taken?); full log: $log_file"
     fi
     if ((waited >= timeout)); then
       # A server that never became healthy would hold the port and confuse the next start: end it.
       kill -TERM -- "-$pid" 2>/dev/null || true
-      rm -f "$pid_file"
+      rm -f "$pid_file" "$host_file"
       die "MLflow did not answer $url/health within ${timeout}s (stopped it); see $log_file"
     fi
     sleep 1
@@ -135,7 +144,7 @@ start() {
 stop() {
   local pid
   if ! pid=$(recorded_pid); then
-    rm -f "$pid_file"
+    rm -f "$pid_file" "$host_file"
     if healthy; then
       echo "a server answers at $url but it was not started from $data; leaving it alone" >&2
     else
@@ -153,7 +162,7 @@ stop() {
     echo "MLflow (pid $pid) ignored SIGTERM for 10s; sending SIGKILL" >&2
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   fi
-  rm -f "$pid_file"
+  rm -f "$pid_file" "$host_file"
   echo "stopped MLflow at $url (pid $pid)"
 }
 
