@@ -17,8 +17,9 @@ ARGS ?=
 	train evaluate predict serve pipeline-train demo
 
 help: ## List the targets, by section
-	@awk 'BEGIN {FS = ":.*?## "} \
-		/^##@ / {printf "\n\033[1m%s\033[0m\n", substr($$0, 5); next} \
+	@awk -v tracking_uri='$(MLFLOW_TRACKING_URI)' 'BEGIN {FS = ":.*?## "} \
+		/^##@ / {title = substr($$0, 5); gsub(/\$$\(MLFLOW_TRACKING_URI\)/, tracking_uri, title); \
+			printf "\n\033[1m%s\033[0m\n", title; next} \
 		/^[a-zA-Z0-9_-]+:.*?## / {printf "  \033[36m%-30s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 ##@ Set-up
