@@ -11,7 +11,9 @@ API_DOCKERFILE = docker/api.Dockerfile
 # The base images: the Dockerfiles' FROM and compose.yaml's MLflow service (docker/docker_test.ts keeps them equal).
 DENO_IMAGE = denoland/deno:debian-$(DENO_VERSION)
 MLFLOW_IMAGE = ghcr.io/mlflow/mlflow:v3.17.2
-MLFLOW_EXP_NAME = amazon-reviews-training
+# The containers' experiment: MLFLOW_EXPERIMENT_NAME from your environment or the make command line, as
+# for the host's stages, else the stages' default.
+MLFLOW_EXPERIMENT_NAME ?= amazon-reviews-training
 # The docker CLI: docker, podman, or a path to either.
 DOCKER ?= docker
 # "podman" when $(DOCKER) is Podman (also under the name docker, as Podman's docker wrapper), asked once.
@@ -56,7 +58,7 @@ API_CONTAINER ?= tutoria-mlops-api
 MLFLOW_DOCKER_ENV = -e MLFLOW_TRACKING_URI=$(call shell_quote,$(DOCKER_MLFLOW_URI)) \
 	-e MLFLOW_MODEL_NAME -e MLFLOW_TRACKING_USERNAME -e MLFLOW_TRACKING_PASSWORD -e MLFLOW_TRACKING_TOKEN
 DOCKER_RUN = $(DOCKER) run --rm --user $(DOCKER_USER) $(DOCKER_HOST_FLAGS) \
-	-v "$(DOCKER_DATA):/app/data" $(MLFLOW_DOCKER_ENV) -e MLFLOW_EXPERIMENT_NAME=$(call shell_quote,$(MLFLOW_EXP_NAME))
+	-v "$(DOCKER_DATA):/app/data" $(MLFLOW_DOCKER_ENV) -e MLFLOW_EXPERIMENT_NAME=$(call shell_quote,$(MLFLOW_EXPERIMENT_NAME))
 # Kaggle credentials, and INGEST_ALLOW_NET for an `ingest --source URL` (see docker/entrypoint.sh).
 INGEST_ENV = -e KAGGLE_API_TOKEN -e KAGGLE_USERNAME -e KAGGLE_KEY -e INGEST_ALLOW_NET
 

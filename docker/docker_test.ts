@@ -820,7 +820,7 @@ Deno.test({
   ignore: MLFLOW_URI === undefined,
   async fn() {
     await using host = await createDockerHost();
-    const mlflow = { DOCKER_MLFLOW_URI: MLFLOW_URI!, MLFLOW_EXP_NAME: "docker-targets-test" };
+    const mlflow = { DOCKER_MLFLOW_URI: MLFLOW_URI!, MLFLOW_EXPERIMENT_NAME: "docker-targets-test" };
     const data = { ARGS: "--source sample --rows 1200 --test-rows 300" };
     assertOk(await host.make("docker-model-ingest", data), "ingest");
     assertOk(await host.make("docker-model-split-batches", { ARGS: "--num-batches 2" }), "split-batches");

@@ -317,7 +317,7 @@ async function main(options: Options): Promise<string> {
       `API_IMAGE=${API_IMAGE}`,
       `DOCKER_DATA=${Deno.cwd()}/${data}`,
       `MLFLOW_TRACKING_URI=${mlflowUri}`,
-      "MLFLOW_EXP_NAME=docker-e2e",
+      "MLFLOW_EXPERIMENT_NAME=docker-e2e",
       ...(caCert ? [`CA_CERT=${caCert}`] : []),
       ...Object.entries(vars).map(([k, v]) => `${k}=${v}`),
     ], { ...runOptions, env: { ...engine.env, ...runOptions.env } });
