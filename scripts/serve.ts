@@ -129,14 +129,15 @@ function checkListenAddress(host: string, port: number, mlflowHost: string): voi
       `--host expects an address such as 0.0.0.0 or 127.0.0.1, got ${JSON.stringify(host)}`,
     );
   }
-  // Port 0 (any free port) cannot be checked ahead; Deno reports it when binding.
-  if (port === 0) return;
+  // Deno checks a listen on port 0 (any free port) as "host:0", granted by "host:0" or by the bare host.
   const address = `${host}:${port}`;
   if (Deno.permissions.querySync({ name: "net", host: address }).state !== "granted") {
     const grant = `MLFLOW_ALLOW_NET=--allow-net=${address},${mlflowHost}`;
     // The default address is in the permission set, so only an MLFLOW_ALLOW_NET can have taken it away.
     throw new PipelineError(
-      port === DEFAULT_PORT && (host === DEFAULT_HOST || host === "127.0.0.1")
+      port === 0
+        ? `stage "serve" may not listen on a free port of ${host}: --port 0 needs ${address} granted; set ${grant}`
+        : port === DEFAULT_PORT && (host === DEFAULT_HOST || host === "127.0.0.1")
         ? `stage "serve" may not listen on ${address}: MLFLOW_ALLOW_NET replaces the task's network grant; set ${grant}`
         : `stage "serve" may not listen on ${address}; use --port ${DEFAULT_PORT} with --host 0.0.0.0 or 127.0.0.1, or grant it with ${grant}`,
     );

@@ -71,6 +71,19 @@ Deno.test("serve explains that MLFLOW_ALLOW_NET must also name the listen addres
   );
 });
 
+Deno.test("serve --port 0 (a free port) says which grant it needs instead of Deno's permission error", async () => {
+  await using root = await createProjectRoot();
+  const run = await runTask(root, "serve", ["--port", "0", "--host", "127.0.0.1"], {
+    env: { MLFLOW_ALLOW_NET: "--allow-net=127.0.0.1:5500" },
+  });
+  assert.equal(run.code, 1);
+  assert.equal(
+    run.stderr.trim(),
+    'error: stage "serve" may not listen on a free port of 127.0.0.1: --port 0 needs 127.0.0.1:0 granted; ' +
+      "set MLFLOW_ALLOW_NET=--allow-net=127.0.0.1:0,127.0.0.1:5500",
+  );
+});
+
 Deno.test("serve exits 1 with one line when MLflow is unreachable", async () => {
   await using root = await createProjectRoot();
   const uri = `http://127.0.0.1:${closedPort()}`;
