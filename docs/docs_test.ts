@@ -153,6 +153,14 @@ Deno.test("every relative link in the docs points at an existing file", async ()
 
 /** What a command prints, wherever the docs show it: the stages' contract (README, "Every stage shares…"). */
 const PRINTS: { command: RegExp; stdout?: RegExp; file?: { path: RegExp; firstLine: string } }[] = [
+  {
+    command: /^\.\/deno task split_batches\b(?!.*--json)/,
+    stdout: /^(wrote \d+ batches to data\/batches: \d+ rows|data\/batches is up to date: \d+ batches)/m,
+  },
+  {
+    command: /^\.\/deno task preprocess_(batch|test)\b(?!.*--json)/,
+    stdout: /^(wrote )?data\/processed\/\S+\.tsv( is up to date)?: \d+ rows, \d+ rejected/m,
+  },
   { command: /^\.\/deno task train\b(?!.*--json)/, stdout: /^run [0-9a-f]{32}: registered \S+ version \d+/m },
   {
     command: /^\.\/deno task evaluate\b(?!.*--json)/,
