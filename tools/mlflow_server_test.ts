@@ -1,8 +1,9 @@
 /**
- * tools/mlflow_server.sh `start` when a server already answers: it reuses it, except when that server was
+ * tools/mlflow_server.sh `start`. When a server already answers, it reuses it, except when that server was
  * started from the same data folder on another interface than MLFLOW_HOST asks for (`make mlflow
  * MLFLOW_HOST=0.0.0.0` after a plain `make mlflow`), which must fail with one line instead of leaving the
- * server unreachable from containers. A small HTTP server stands in for MLflow's `/health`.
+ * server unreachable from containers; a small HTTP server stands in for MLflow's `/health`. When it starts
+ * one, the server inherits no descriptor of its caller; a stand-in `mlflow` lists what it got.
  */
 import { strict as assert } from "node:assert";
 import { join } from "node:path";
@@ -62,4 +63,37 @@ Deno.test("mlflow_server.sh start refuses a running server of its data folder th
   const foreign = await start(url, scratch.path, { MLFLOW_HOST: "0.0.0.0" });
   assert.equal(foreign.code, 0, foreign.stderr);
   assert.match(foreign.stdout, /^MLflow already answers at /);
+});
+
+Deno.test("mlflow_server.sh start gives the server no descriptor of its caller, such as a held lock", async () => {
+  await using scratch = await scratchDir("mlflow-server-");
+  const bin = join(scratch.path, "bin");
+  await Deno.mkdir(bin);
+  const listing = join(scratch.path, "fds.txt");
+  // The launcher runs "$(dirname mlflow)/python"; the stand-in mlflow records its descriptors and exits.
+  await Deno.writeTextFile(join(bin, "python"), '#!/bin/sh\nexec python3 "$@"\n', { mode: 0o755 });
+  await Deno.writeTextFile(join(bin, "mlflow"), `#!/bin/sh\nls /proc/$$/fd > "${listing}"\n`, {
+    mode: 0o755,
+  });
+  const port = 18689; // nothing listens there: start must launch the stand-in
+  // Descriptor 9 plays the lock `flock ... make test` holds while make starts the server.
+  const output = await new Deno.Command("bash", {
+    args: [
+      "-c",
+      'exec 9>"$1/held.lock"; "$2" start --url "http://127.0.0.1:$3" --data "$1/data" --mlflow "$4"',
+      "start",
+      scratch.path,
+      SCRIPT,
+      String(port),
+      join(bin, "mlflow"),
+    ],
+    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", MLFLOW_START_TIMEOUT: "20" },
+    clearEnv: true,
+    stdin: "null",
+  }).output();
+  // The stand-in exits without serving: start says so and fails, after the stand-in has run.
+  assert.equal(output.code, 1);
+  assert.match(new TextDecoder().decode(output.stderr), /MLflow exited while starting/);
+  const fds = (await Deno.readTextFile(listing)).split(/\s+/).filter((fd) => fd !== "").map(Number).sort();
+  assert.ok(!fds.includes(9), `the server inherited descriptor 9: ${fds.join(" ")}`);
 });
