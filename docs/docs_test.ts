@@ -266,9 +266,10 @@ function readerEnv(modelName: string): Record<string, string> {
   };
 }
 
-async function runCommand(root: string, command: string, env: Record<string, string>): Promise<Output> {
-  const child = new Deno.Command("bash", {
-    args: ["-c", command],
+/** `bash -c SCRIPT` at `root` with only `env`, as a reader's fresh shell runs a command. */
+function spawnBash(root: string, script: string, env: Record<string, string>): Deno.ChildProcess {
+  return new Deno.Command("bash", {
+    args: ["-c", script],
     cwd: root,
     env,
     clearEnv: true,
@@ -276,6 +277,10 @@ async function runCommand(root: string, command: string, env: Record<string, str
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+}
+
+async function runCommand(root: string, command: string, env: Record<string, string>): Promise<Output> {
+  const child = spawnBash(root, command, env);
   const timer = setTimeout(() => child.kill("SIGKILL"), COMMAND_TIMEOUT_S * 1000);
   const output = await child.output();
   clearTimeout(timer);
@@ -306,15 +311,7 @@ async function startServer(
   command: string,
   env: Record<string, string>,
 ): Promise<() => Promise<Output>> {
-  const child = new Deno.Command("bash", {
-    args: ["-c", `exec ${command}`],
-    cwd: root,
-    env,
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnBash(root, `exec ${command}`, env);
   const output = child.output().then((o) => ({
     code: o.code,
     stdout: decode(o.stdout),
