@@ -13,8 +13,8 @@
  * 503 with `Retry-After`; if the process runs out of file descriptors, the server closes its connections
  * and listens again instead of dying (lib/serving/supervised_server.ts).
  * SIGINT or SIGTERM stops accepting connections, lets requests in flight finish, and exits 0.
- * Logs are JSON lines on stderr: one per request (buffered, written at least every 200 ms and on exit),
- * plus start-up, reloads and errors (written at once).
+ * Logs are JSON lines on stderr: one per request (buffered, written off the server's thread at least
+ * every 200 ms and on exit), plus start-up, reloads and errors (written at once).
  *
  * Run: `deno task serve [--model_version V] [--model-name NAME] [--port N] [--host H]`
  * (`deno run -q -P=serve $MLFLOW_ALLOW_NET scripts/serve.ts`: listens on 0.0.0.0:8000 or
@@ -41,7 +41,7 @@ import { MLFLOW_ENV_NAMES, netGrantHost, resolveMlflowConfig } from "../lib/trac
 import { parseVersionSpec } from "../lib/tracking/mlflow_registry.ts";
 import { BackgroundModelLoader } from "../lib/serving/background_load.ts";
 import { createApi, DEFAULT_MAX_IN_FLIGHT, DEFAULT_RELOAD_INTERVAL_MS } from "../lib/serving/handler.ts";
-import { LineBuffer } from "../lib/serving/line_buffer.ts";
+import { LineBuffer, writeStderr, writeStderrAsync } from "../lib/serving/line_buffer.ts";
 import { createMlflowModelLoader } from "../lib/serving/mlflow_model_loader.ts";
 import { ReloadingModelProvider } from "../lib/serving/model_provider.ts";
 import { ScoringPool } from "../lib/serving/scoring_pool.ts";
@@ -175,9 +175,10 @@ export async function main(ctx: StageContext<typeof spec.options>): Promise<Stag
   checkListenAddress(host, port, netGrantHost(trackingUri));
 
   // Everything on stderr is a JSON line from here on, so a log collector can parse it. Request lines are
-  // buffered (one write per 64 KiB or 200 ms instead of one per request); every other line is written at
-  // once, after what is buffered, so the order is kept. The buffer is written out on every way out.
-  const out = new LineBuffer();
+  // buffered (one write per 64 KiB or 200 ms instead of one per request) and written off the server's
+  // thread, so a slow log reader stalls no request; every other line is written at once, after what is
+  // buffered, so the order is kept. The buffer is written out on every way out.
+  const out = new LineBuffer(writeStderr, { writeAsync: writeStderrAsync });
   globalThis.addEventListener("unload", out.flush);
   const log = createLogger({ json: true, name: "serve", sink: out.writeNow });
   const requestLog = createLogger({ json: true, name: "serve", sink: out.write });
@@ -275,6 +276,8 @@ export async function main(ctx: StageContext<typeof spec.options>): Promise<Stag
   const model = provider.current();
   const requests = api.metrics.requestCount();
   log.info("stopped", { requests, listener_restarts: server.restarts });
+  // The exit that follows does not wait for a chunk still being written.
+  await out.drain();
   globalThis.removeEventListener("unload", out.flush);
   return {
     json: {
