@@ -22,12 +22,18 @@ interface LinearState {
   output: Float64Array;
   bias: number;
   history: LinearHistory;
+  bucketScores: Float64Array;
 }
 
 /** The fastText-style linear model over hashed n-grams (`lib/models/linear/`): scores tokens. */
 export const LINEAR_ENGINE: EngineCodec = {
   name: LINEAR_ENGINE_NAME,
-  decode: (bytes) => deserializeLinear(bytes),
+  decode(bytes) {
+    const model = deserializeLinear(bytes);
+    // Computed where the model is loaded (a worker thread when serving), not by its first request.
+    model.bucketScores();
+    return model;
+  },
   pack(engine) {
     if (!(engine instanceof LinearModel)) throw new TypeError("not a linear model");
     const state: LinearState = {
@@ -36,12 +42,16 @@ export const LINEAR_ENGINE: EngineCodec = {
       output: engine.output,
       bias: engine.bias,
       history: engine.history,
+      bucketScores: engine.bucketScores(),
     };
-    return { state, transfer: [engine.embeddings.buffer as ArrayBuffer] };
+    return {
+      state,
+      transfer: [engine.embeddings.buffer as ArrayBuffer, state.bucketScores.buffer as ArrayBuffer],
+    };
   },
   unpack(state) {
-    const { shape, embeddings, output, bias, history } = state as LinearState;
-    return new LinearModel(shape, embeddings, output, bias, history);
+    const { shape, embeddings, output, bias, history, bucketScores } = state as LinearState;
+    return new LinearModel(shape, embeddings, output, bias, history, bucketScores);
   },
 };
 

@@ -187,3 +187,56 @@ Deno.test("trainStep() with a per-bucket rate scale s² trains the model whose i
     }
   }
 });
+
+Deno.test("LinearModel scores tokens from its bucket scores as the training pass does, also after more training", () => {
+  const token = fc.oneof(fc.constantFrom("good", "not_good", "bad", "!", "_lexpos_", ""), fc.string());
+  fc.assert(
+    fc.property(
+      fc.integer(),
+      fc.constantFrom(1 as const, 2 as const),
+      fc.constantFrom<Pooling>(...POOLINGS),
+      fc.array(fc.array(token, { maxLength: 40 }), { minLength: 1, maxLength: 5 }),
+      (seed, ngrams, pooling, reviews) => {
+        const model = randomModel(seed, ngrams, pooling);
+        const features = new FeatureBuffer();
+        for (const [i, tokens] of reviews.entries()) {
+          featuresOfTokens(tokens, model.shape, features);
+          // logitIds is the forward pass training uses (pooled rows, then the output layer); the token
+          // paths sum per-bucket scores instead. A change to pooling must change both.
+          const forward = model.logitIds(features.ids, 0, features.length);
+          const logit = model.logitTokens(tokens);
+          assert.ok(Math.abs(forward - logit) <= 1e-12 * (1 + Math.abs(forward)), `${forward} vs ${logit}`);
+          assert.equal(model.predictTokensProba(tokens), sigmoid(logit));
+          // Training moves the weights: the scores must follow.
+          model.trainStep(features.ids, 0, features.length, (i % 2) as 0 | 1, 0.5);
+        }
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+Deno.test("LinearModel.bucketScores() are the rows' dot products with the output weights, handed over intact", () => {
+  const model = randomModel(11, 2);
+  const scores = model.bucketScores();
+  for (const bucket of [0, 1, 50, 96]) {
+    let dot = 0;
+    for (let j = 0; j < model.shape.dim; j++) dot += model.output[j]! * model.embeddings[bucket * 6 + j]!;
+    assert.equal(scores[bucket], dot);
+  }
+  const copy = new LinearModel(
+    model.shape,
+    model.embeddings,
+    model.output,
+    model.bias,
+    model.history,
+    scores,
+  );
+  assert.equal(copy.bucketScores(), scores, "not computed again");
+  assert.equal(copy.logitTokens(["good", "bad"]), model.logitTokens(["good", "bad"]));
+  assert.throws(
+    () => new LinearModel(model.shape, model.embeddings, model.output, 0, model.history, new Float64Array(3)),
+    RangeError,
+  );
+  assert.deepEqual(model.clone().bucketScores(), scores);
+});
