@@ -780,7 +780,10 @@ export async function main(ctx: Ctx): Promise<StageResult> {
       const result = await measure(load(profiled.base, "/predict", predictScript), signal);
       await profiled.stop();
       servers.splice(servers.indexOf(profiled), 1);
-      const file = [...Deno.readDirSync(profileDir)].find((entry) => entry.name.endsWith(".cpuprofile"));
+      // One profile per thread; the model loader's and scorers' are named `*.worker-N.cpuprofile`.
+      const file = [...Deno.readDirSync(profileDir)].find((entry) =>
+        entry.name.endsWith(".cpuprofile") && !/\.worker-\d+\.cpuprofile$/.test(entry.name)
+      );
       if (!file) throw new PipelineError(`no CPU profile was written to ${profileDir}`);
       const summary = summarizeProfile(JSON.parse(await Deno.readTextFile(join(profileDir, file.name))));
       // Warm-up requests ran too; spread the busy time over every request the profiled server answered.
