@@ -251,8 +251,54 @@ function decodeEntity(match: string, dec?: string, hex?: string, name?: string):
   return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : " ";
 }
 
+// What a text holds that `clean` has to deal with, found in one pass over its code units
+// (`textFlags`): most reviews are ASCII with a capital or two and nothing else to clean.
+const HAS_NON_ASCII = 1;
+const HAS_UPPER = 2;
+const HAS_BACKTICK = 4;
+const HAS_BACKSLASH = 8;
+const HAS_AMPERSAND = 16;
+const HAS_LESS_THAN = 32;
+const HAS_APOSTROPHE = 64;
+const ASCII_FLAGS = new Uint8Array(0x80);
+for (let c = 0x41; c <= 0x5a; c++) ASCII_FLAGS[c] = HAS_UPPER;
+ASCII_FLAGS[0x60] = HAS_BACKTICK;
+ASCII_FLAGS[0x5c] = HAS_BACKSLASH;
+ASCII_FLAGS[0x26] = HAS_AMPERSAND;
+ASCII_FLAGS[0x3c] = HAS_LESS_THAN;
+ASCII_FLAGS[0x27] = HAS_APOSTROPHE;
+
+/** The `HAS_*` flags of a text. */
+function textFlags(text: string): number {
+  let flags = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    flags |= c < 0x80 ? ASCII_FLAGS[c]! : HAS_NON_ASCII;
+  }
+  return flags;
+}
+
+/**
+ * Normalises a text before tokenizing. The flags of one pass over an ASCII text skip the steps it does not
+ * need; a text with other characters takes every step that its `includes` checks call for.
+ */
+function clean(raw: string, flags: number): string {
+  if ((flags & HAS_NON_ASCII) === 0) {
+    // The same steps as below, each only when the flags say its characters are there (ASCII lower-casing
+    // neither adds nor removes any of them).
+    if ((flags & ~HAS_UPPER) === 0) return (flags & HAS_UPPER) === 0 ? raw : raw.toLowerCase();
+    if ((flags & (HAS_BACKTICK | HAS_BACKSLASH | HAS_AMPERSAND | HAS_LESS_THAN)) === 0) {
+      const text = (flags & HAS_UPPER) === 0 ? raw : raw.toLowerCase();
+      return text.includes(" '") || text.includes(" n'")
+        ? text.replace(SPLIT_NOT, "$1n't").replace(SPLIT_CLITIC, "$1'$2")
+        : text;
+    }
+  }
+  return cleanFully(raw, (flags & HAS_NON_ASCII) === 0);
+}
+
 /** Normalises a text before tokenizing; cheap `includes` checks skip the passes most texts don't need. */
-function clean(raw: string, ascii: boolean): string {
+function cleanFully(raw: string, ascii: boolean): string {
   let text = raw;
   if (!ascii) text = text.replace(APOSTROPHES, "'").normalize("NFKC");
   else if (text.includes("`")) text = text.replace(APOSTROPHES, "'");
@@ -587,8 +633,9 @@ export function createTokenizer(
     lexiconHashes?: TokenHashes,
   ): string[] {
     if (raw === "") return tokens;
-    const ascii = !NON_ASCII.test(raw);
-    const text = clean(raw, ascii);
+    const flags = textFlags(raw);
+    const ascii = (flags & HAS_NON_ASCII) === 0;
+    const text = clean(raw, flags);
     if (spans !== undefined) {
       spans.cleaned = text;
       spans.ascii = ascii;
