@@ -137,6 +137,7 @@ export function requireJsonContentType(request: Request): void {
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+const utf8Lossy = new TextDecoder("utf-8");
 const EMPTY = new Uint8Array(0);
 let sharedDeadlines: Deadlines | undefined;
 
@@ -254,11 +255,15 @@ export async function readJsonBody(
   if (bytes.byteLength === 0) {
     throw new ApiError(400, "BAD_REQUEST", "request body is empty; send a JSON object");
   }
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    throw new ApiError(400, "BAD_REQUEST", "request body is not valid UTF-8");
+  // The replacing decoder is several times faster than the fatal one; it replaces invalid bytes with
+  // U+FFFD, so only a body that then holds U+FFFD (invalid, or a U+FFFD the client sent) is checked again.
+  let text = utf8Lossy.decode(bytes);
+  if (text.includes("\uFFFD")) {
+    try {
+      text = utf8.decode(bytes);
+    } catch {
+      throw new ApiError(400, "BAD_REQUEST", "request body is not valid UTF-8");
+    }
   }
   try {
     // JSON.parse in V8 is iterative, so deeply nested input cannot overflow the stack; the body limit

@@ -5,6 +5,7 @@ import {
   parseInvocationsBody,
   parsePredictBody,
   readBodyBytes,
+  readJsonBody,
   requireJsonContentType,
 } from "./validation.ts";
 
@@ -107,4 +108,23 @@ Deno.test("parseInvocationsBody() names the row and column of a wrong cell", () 
     () => parseInvocationsBody({ dataframe_split: { columns: "message", data: [] } }, DEFAULT_LIMITS),
     { status: 400, message: '"dataframe_split.columns" must be a list of column names' },
   );
+});
+
+Deno.test("readJsonBody() accepts a U+FFFD the client sent and refuses bytes that are not UTF-8", async () => {
+  const post = (bytes: Uint8Array<ArrayBuffer>) =>
+    new Request("http://localhost/predict", {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": String(bytes.length) },
+      body: bytes,
+    });
+  const sent = new TextEncoder().encode('{"message":"odd \uFFFD character"}');
+  assert.deepEqual(await readJsonBody(post(sent), DEFAULT_LIMITS), { message: "odd \uFFFD character" });
+  for (const invalid of [[0x22, 0xff, 0x22], [0x22, 0xc3, 0x22], [0x22, 0xed, 0xa0, 0x80, 0x22]]) {
+    await assert.rejects(
+      readJsonBody(post(new Uint8Array(invalid)), DEFAULT_LIMITS),
+      (error: unknown) =>
+        error instanceof ApiError && error.status === 400 &&
+        error.message === "request body is not valid UTF-8",
+    );
+  }
 });
