@@ -32,7 +32,7 @@ const LOADING = /\/mlflow_model_loader\.ts$|\/mlflow_client\.ts$|\/model_store\.
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string };
+  callFrame: { functionName: string; url: string; lineNumber?: number };
   children?: number[];
 }
 
@@ -54,6 +54,18 @@ export interface ProfileSummary {
   byCategory: Map<string, number>;
   /** Microseconds spent loading models (left out of `busyMicros`). */
   loadingMicros: number;
+  /**
+   * Busy time by the function the sample was taken in (its self time), keyed `name (file:line)`: where
+   * inside a category the time goes.
+   */
+  byFunction: Map<string, number>;
+}
+
+/** The key of a frame in {@linkcode ProfileSummary.byFunction}: `name (file:line)`, lines from 1. */
+function functionKey(frame: ProfileNode["callFrame"]): string {
+  const file = frame.url.slice(frame.url.lastIndexOf("/") + 1) || "native";
+  const line = frame.url !== "" && (frame.lineNumber ?? -1) >= 0 ? `:${frame.lineNumber! + 1}` : "";
+  return `${frame.functionName || "(anonymous)"} (${file}${line})`;
 }
 
 /**
@@ -94,6 +106,7 @@ export function summarizeProfile(profile: Profile): ProfileSummary {
     return category;
   };
   const byCategory = new Map<string, number>();
+  const byFunction = new Map<string, number>();
   let busy = 0;
   let idle = 0;
   let loadingMicros = 0;
@@ -111,6 +124,8 @@ export function summarizeProfile(profile: Profile): ProfileSummary {
     busy += micros;
     const category = classify(id);
     byCategory.set(category, (byCategory.get(category) ?? 0) + micros);
+    const key = functionKey(nodes.get(id)!.callFrame);
+    byFunction.set(key, (byFunction.get(key) ?? 0) + micros);
   });
-  return { busyMicros: busy, idleMicros: idle, byCategory, loadingMicros };
+  return { busyMicros: busy, idleMicros: idle, byCategory, loadingMicros, byFunction };
 }

@@ -23,8 +23,9 @@
  * took. At the end both servers are stopped with SIGTERM and the request log is checked to hold exactly
  * one line per request the server answered (nothing lost in the log buffer).
  *
- * `--profile` runs the `/predict` row once more against a server started with `--cpu-prof`, and prints
- * where its busy time went (tools/_cpu_profile.ts).
+ * `--profile` runs the `/predict` and the 100-review `/invocations` rows once more, each against a server
+ * started with `--cpu-prof`, and prints where its busy time went: by part of the code
+ * (tools/_cpu_profile.ts) and the functions with the most self time.
  *
  * Run: `deno task bench --api [--duration S] [--rounds N] [--profile] [--no-docs]` (or `deno task bench_api`).
  * Needs wrk (`make bench-deps`). Results go to docs/benchmarks.md (between the `bench-api` markers) and to
@@ -104,7 +105,7 @@ Options:
   --rounds N        measure every row N times and report the median row (default ${DEFAULTS.rounds})
   --reloads N       reload windows, and as many windows without a reload (default ${DEFAULTS.reloads})
   --score-workers N the servers' --score-workers (default ${DEFAULTS.scoreWorkers}: batches scored on the server's thread)
-  --profile         also profile the /predict row (V8 CPU profile) and print where the time goes
+  --profile         also profile the /predict and /invocations rows (V8 CPU profile): where the time goes
   --out DIR         scratch folder (default ${DEFAULT_OUT})
   --no-docs         do not update ${DOCS_PATH}
   --json            print the report as JSON on stdout
@@ -371,9 +372,23 @@ export interface ApiBenchReport {
     errors: number;
   };
   accessLog: { requests: number; lines: number };
-  profile?: { category: string; share: number; microsPerRequest: number }[];
+  profile?: RouteProfile[];
   targets: { name: string; value: string; target: string; met: boolean }[];
 }
+
+/** Where one route's server time went, from a V8 CPU profile of the server's thread. */
+export interface RouteProfile {
+  /** The row it profiles, e.g. "POST /predict, 1 review". */
+  route: string;
+  reviewsPerRequest: number;
+  /** Busy time by part of the code (tools/_cpu_profile.ts), largest first. */
+  parts: { category: string; share: number; microsPerRequest: number }[];
+  /** The functions with the most self time, largest first. */
+  hottest: { name: string; share: number; microsPerRequest: number }[];
+}
+
+/** Functions listed per profiled route. */
+const HOTTEST_FUNCTIONS = 12;
 
 function formatNumber(value: number, digits = 0): string {
   return value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
@@ -504,16 +519,29 @@ export function renderReport(report: ApiBenchReport): string {
       report.targets.map((t) => [t.name, t.value, t.target, t.met ? "met" : "**missed**"]),
     ),
   ];
-  if (report.profile) {
+  for (const route of report.profile ?? []) {
+    const batch = route.reviewsPerRequest > 1;
+    const cells = (share: number, micros: number) => [
+      `${formatNumber(share * 100, 1)}%`,
+      formatNumber(micros, 1),
+      ...(batch ? [formatNumber(micros / route.reviewsPerRequest, 2)] : []),
+    ];
+    const columns = ["share of busy time", "µs per request", ...(batch ? ["µs per review"] : [])];
+    const align: ("l" | "r")[] = ["l", "r", "r", ...(batch ? ["r" as const] : [])];
     parts.push(
       "",
-      "#### Where a `/predict` request's server time goes (V8 CPU profile, `--profile`)\n",
+      `#### Where the server's time goes: \`${route.route}\` (V8 CPU profile, \`--profile\`)\n`,
       markdownTable(
-        ["part", "share of busy time", "µs per request"],
-        report.profile.map((
-          p,
-        ) => [p.category, `${formatNumber(p.share * 100, 1)}%`, formatNumber(p.microsPerRequest, 1)]),
-        ["l", "r", "r"],
+        ["part", ...columns],
+        route.parts.map((p) => [p.category, ...cells(p.share, p.microsPerRequest)]),
+        align,
+      ),
+      "",
+      `The ${route.hottest.length} functions with the most self time:\n`,
+      markdownTable(
+        ["function (file:line)", ...columns],
+        route.hottest.map((f) => [`\`${f.name}\``, ...cells(f.share, f.microsPerRequest)]),
+        align,
       ),
     );
   }
@@ -766,33 +794,52 @@ export async function main(ctx: Ctx): Promise<StageResult> {
 
     let profile: ApiBenchReport["profile"];
     if (ctx.values.profile === true) {
-      ctx.log.info("profiling POST /predict (V8 CPU profile)");
-      const profileDir = join(out, "profile");
-      await Deno.remove(profileDir, { recursive: true }).catch(() => {});
-      const profiled = await startServe([
-        "--cpu-prof",
-        `--cpu-prof-dir=${profileDir}`,
-        "--cpu-prof-interval=100",
-      ]);
-      servers.push(profiled);
-      await waitReady(profiled.base);
-      await measure({ ...load(profiled.base, "/predict", predictScript), seconds: 2 }, signal);
-      const result = await measure(load(profiled.base, "/predict", predictScript), signal);
-      await profiled.stop();
-      servers.splice(servers.indexOf(profiled), 1);
-      // One profile per thread; the model loader's and scorers' are named `*.worker-N.cpuprofile`.
-      const file = [...Deno.readDirSync(profileDir)].find((entry) =>
-        entry.name.endsWith(".cpuprofile") && !/\.worker-\d+\.cpuprofile$/.test(entry.name)
-      );
-      if (!file) throw new PipelineError(`no CPU profile was written to ${profileDir}`);
-      const summary = summarizeProfile(JSON.parse(await Deno.readTextFile(join(profileDir, file.name))));
-      // Warm-up requests ran too; spread the busy time over every request the profiled server answered.
-      const requests = result.requests * (1 + 2 / duration);
-      profile = [...summary.byCategory].sort((a, b) => b[1] - a[1]).map(([category, micros]) => ({
-        category,
-        share: micros / summary.busyMicros,
-        microsPerRequest: micros / requests,
-      }));
+      // Each route on a server of its own, started with --cpu-prof; the profile is written when it stops.
+      const profileRoute = async (
+        route: string,
+        path: string,
+        scriptPath: string,
+        reviewsPerRequest: number,
+      ): Promise<RouteProfile> => {
+        ctx.log.info(`profiling ${route} (V8 CPU profile)`);
+        const profileDir = join(out, "profile");
+        await Deno.remove(profileDir, { recursive: true }).catch(() => {});
+        const profiled = await startServe([
+          "--cpu-prof",
+          `--cpu-prof-dir=${profileDir}`,
+          "--cpu-prof-interval=100",
+        ]);
+        servers.push(profiled);
+        await waitReady(profiled.base);
+        await measure({ ...load(profiled.base, path, scriptPath), seconds: 2 }, signal);
+        const result = await measure(load(profiled.base, path, scriptPath), signal);
+        await profiled.stop();
+        servers.splice(servers.indexOf(profiled), 1);
+        // One profile per thread; the model loader's and scorers' are named `*.worker-N.cpuprofile`.
+        const file = [...Deno.readDirSync(profileDir)].find((entry) =>
+          entry.name.endsWith(".cpuprofile") && !/\.worker-\d+\.cpuprofile$/.test(entry.name)
+        );
+        if (!file) throw new PipelineError(`no CPU profile was written to ${profileDir}`);
+        const summary = summarizeProfile(JSON.parse(await Deno.readTextFile(join(profileDir, file.name))));
+        // Warm-up requests ran too; spread the busy time over every request the profiled server answered.
+        const requests = result.requests * (1 + 2 / duration);
+        const share = ([name, micros]: [string, number]) => ({
+          name,
+          share: micros / summary.busyMicros,
+          microsPerRequest: micros / requests,
+        });
+        const largest = (map: Map<string, number>) => [...map].sort((a, b) => b[1] - a[1]).map(share);
+        return {
+          route,
+          reviewsPerRequest,
+          parts: largest(summary.byCategory).map(({ name, ...rest }) => ({ category: name, ...rest })),
+          hottest: largest(summary.byFunction).slice(0, HOTTEST_FUNCTIONS),
+        };
+      };
+      profile = [
+        await profileRoute("POST /predict, 1 review", "/predict", predictScript, 1),
+        await profileRoute("POST /invocations, 100 reviews", "/invocations", batch100Script, 100),
+      ];
     }
 
     // Stop the servers; the request log must hold one line per request the server answered.
