@@ -7,8 +7,12 @@
  * @module
  */
 
-/** FNV-1a's 32-bit offset basis. */
-export const FNV_OFFSET = 0x811c9dc5;
+/**
+ * FNV-1a's 32-bit offset basis, as a signed 32-bit integer: the same bits under `^` and `Math.imul`, and a
+ * hash loop that starts from it keeps its hash in an integer register. Started from 0x811c9dc5 (above
+ * 2^31), V8 keeps the hash a double and converts it at every character: a third of a word scan's time.
+ */
+export const FNV_OFFSET = 0x811c9dc5 | 0;
 /** FNV-1a's 32-bit prime. */
 export const FNV_PRIME = 0x01000193;
 

@@ -202,7 +202,9 @@ export class TokenScanner {
   }
 }
 
-const HASH_OFFSET = 0x811c9dc5;
+// FNV-1a's offset basis as a signed 32-bit integer, so that the hash stays an integer in the scan loop
+// (token_hash.ts says why).
+const HASH_OFFSET = 0x811c9dc5 | 0;
 const HASH_PRIME = 0x01000193;
 
 /**
