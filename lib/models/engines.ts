@@ -28,12 +28,9 @@ interface LinearState {
 /** The fastText-style linear model over hashed n-grams (`lib/models/linear/`): scores tokens. */
 export const LINEAR_ENGINE: EngineCodec = {
   name: LINEAR_ENGINE_NAME,
-  decode(bytes) {
-    const model = deserializeLinear(bytes);
-    // Computed where the model is loaded (a worker thread when serving), not by its first request.
-    model.bucketScores();
-    return model;
-  },
+  // The decoder computes the bucket scores too: where the model is loaded (a worker thread when serving),
+  // not in its first request.
+  decode: (bytes) => deserializeLinear(bytes),
   pack(engine) {
     if (!(engine instanceof LinearModel)) throw new TypeError("not a linear model");
     const state: LinearState = {

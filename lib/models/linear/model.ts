@@ -100,6 +100,36 @@ export function sigmoid(z: number): number {
 }
 
 /**
+ * {@linkcode LinearModel.bucketScores} of these weights: per bucket, `output · embedding row`.
+ *
+ * @param shape The model's shape.
+ * @param embeddings `buckets × dim` embeddings, row-major.
+ * @param output The output weights.
+ * @param rows When given, the only buckets whose rows may be non-zero (the rows a saved model stores): the
+ *   others score 0, exactly what their zero rows give, and are neither read nor written, so a table that is
+ *   mostly untouched memory stays untouched.
+ * @returns `buckets` scores.
+ */
+export function bucketScoresOf(
+  shape: Readonly<LinearShape>,
+  embeddings: Float32Array,
+  output: Float64Array,
+  rows?: Uint32Array,
+): Float64Array {
+  const { buckets, dim } = shape;
+  const scores = new Float64Array(buckets);
+  const count = rows?.length ?? buckets;
+  for (let r = 0; r < count; r++) {
+    const bucket = rows ? rows[r]! : r;
+    const row = bucket * dim;
+    let dot = 0;
+    for (let j = 0; j < dim; j++) dot += output[j]! * embeddings[row + j]!;
+    scores[bucket] = dot;
+  }
+  return scores;
+}
+
+/**
  * The trained parameters and the arithmetic of the model. Not thread-safe; one trainer at a time.
  *
  * @example Usage
@@ -231,18 +261,8 @@ export class LinearModel implements TokenScoringEngine {
    * @returns `buckets` scores; not to be modified.
    */
   bucketScores(): Float64Array {
-    if (this.#bucketScores !== undefined) return this.#bucketScores;
-    const { buckets, dim } = this.shape;
-    const embeddings = this.embeddings;
-    const output = this.output;
-    const scores = new Float64Array(buckets);
-    for (let b = 0, row = 0; b < buckets; b++, row += dim) {
-      let dot = 0;
-      for (let j = 0; j < dim; j++) dot += output[j]! * embeddings[row + j]!;
-      scores[b] = dot;
-    }
-    this.#bucketScores = scores;
-    return scores;
+    this.#bucketScores ??= bucketScoresOf(this.shape, this.embeddings, this.output);
+    return this.#bucketScores;
   }
 
   /**
@@ -436,7 +456,6 @@ export class LinearModel implements TokenScoringEngine {
       this.output.slice(),
       this.bias,
       this.history,
-      this.#bucketScores?.slice(),
     );
   }
 }

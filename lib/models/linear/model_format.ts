@@ -26,7 +26,14 @@
  */
 import { PipelineError } from "../../core/errors.ts";
 import { HASH_FUNCTION } from "./hashing.ts";
-import { type LinearHistory, LinearModel, type LinearShape, type Pooling, POOLINGS } from "./model.ts";
+import {
+  bucketScoresOf,
+  type LinearHistory,
+  LinearModel,
+  type LinearShape,
+  type Pooling,
+  POOLINGS,
+} from "./model.ts";
 
 /** Engine name, recorded in the artifact's `model.json` and in the header. */
 export const LINEAR_ENGINE_NAME = "hashed-linear";
@@ -218,5 +225,8 @@ export function deserializeLinear(bytes: Uint8Array): LinearModel {
     examples: Number(header.history?.examples) || 0,
     sessions: Number(header.history?.sessions) || 0,
   };
-  return new LinearModel(shape, embeddings, Float64Array.from(header.output), header.bias, history);
+  const output = Float64Array.from(header.output);
+  // From the stored rows alone: reading the whole table would fault in tens of megabytes of zero pages.
+  const scores = bucketScoresOf(shape, embeddings, output, ids);
+  return new LinearModel(shape, embeddings, output, header.bias, history, scores);
 }

@@ -1,7 +1,7 @@
 import { strict as assert } from "node:assert";
 import { toyReviews } from "./_toy_data.ts";
 import { HASH_FUNCTION } from "./hashing.ts";
-import { LinearModel } from "./model.ts";
+import { bucketScoresOf, LinearModel } from "./model.ts";
 import { deserializeLinear, LINEAR_ENGINE_NAME, serializeLinear } from "./model_format.ts";
 
 function trainedModel(): LinearModel {
@@ -33,6 +33,15 @@ Deno.test("serializeLinear() and deserializeLinear() round-trip a model exactly"
   }
   // Same model, same bytes: the file holds no timestamp.
   assert.deepEqual(serializeLinear(copy), bytes);
+});
+
+Deno.test("deserializeLinear() computes the bucket scores from the stored rows, as the whole table gives them", () => {
+  const model = trainedModel();
+  const copy = deserializeLinear(serializeLinear(model));
+  const dense = bucketScoresOf(copy.shape, copy.embeddings, copy.output);
+  assert.deepEqual(copy.bucketScores(), dense);
+  assert.deepEqual(copy.bucketScores(), model.bucketScores());
+  assert.ok(dense.some((score) => score !== 0), "a trained model scores some buckets");
 });
 
 Deno.test("serializeLinear() stores only the embedding rows that training touched", () => {
