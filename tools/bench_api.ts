@@ -142,8 +142,8 @@ type Ctx = StageContext<typeof spec.options>;
 
 /** Model files of a linear model of the demo's shape, trained for two epochs on generated reviews. */
 export function benchModelFiles(seed: number): Map<string, Uint8Array> {
-  const { dim, buckets, ngrams, learningRate } = DEFAULT_LINEAR_PARAMS;
-  const model = LinearModel.create({ dim, buckets, ngrams }, seed);
+  const { dim, buckets, ngrams, pooling, learningRate } = DEFAULT_LINEAR_PARAMS;
+  const model = LinearModel.create({ dim, buckets, ngrams, pooling }, seed);
   const reviews = [...generateReviews({ rows: TRAIN_ROWS, seed })];
   const tokens = reviews.map((review) => tokenizeReview(review));
   const epochs = 2;
