@@ -114,8 +114,8 @@ Options:
   --trees N           trees of every forest (default ${DEFAULT_FOREST_PARAMS.trees})
   --workers N         training workers and peer threads (default: number of cores)
   --no-peers          skip scikit-learn and fastText
-  --peers-max N       skip scikit-learn's forest and TF-IDF on words and characters above N training
-                      reviews (default ${DEFAULT_PEERS_MAX})
+  --peers-max N       skip scikit-learn's forest and TF-IDF on characters (alone and beside words)
+                      above N training reviews (default ${DEFAULT_PEERS_MAX})
   --fast-peers-max N  skip TF-IDF + LR on words, NB-SVM and fastText above N training reviews
                       (default ${DEFAULT_FAST_PEERS_MAX})
   --real DIR          folder of real reviews, every CSV of it (default ${REAL_DIR}; it needs read
@@ -229,6 +229,7 @@ const BUDGETS = {
   predict: [180, 0],
   "sklearn-forest": [120, 6000],
   "tfidf-lr": [120, 900],
+  "tfidf-char-lr": [120, 6000],
   "tfidf-wc-lr": [120, 6000],
   nbsvm: [120, 900],
   fasttext: [120, 600],
@@ -787,6 +788,12 @@ const PEERS = [
     id: "tfidf-lr",
     name: "scikit-learn TF-IDF (1–2-grams) + LogisticRegression",
     limit: (c: BenchConfig) => c.fastPeersMax,
+  },
+  {
+    id: "tfidf-char-lr",
+    name: "scikit-learn TF-IDF (char 2–5-grams) + LogisticRegression",
+    // Character n-grams multiply the features: about 10× the vectorizing time and memory of words alone.
+    limit: (c: BenchConfig) => c.peersMax,
   },
   {
     id: "tfidf-wc-lr",

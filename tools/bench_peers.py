@@ -8,6 +8,8 @@ Peers:
                   processed tokens and their bigrams, i.e. exactly what the project's forest sees.
   tfidf-lr        scikit-learn TfidfVectorizer(ngram_range=(1, 2)) + LogisticRegression on the raw
                   title + text.
+  tfidf-char-lr   TF-IDF of character 2-5-grams (within word boundaries, sublinear term frequency, min_df 2)
+                  + LogisticRegression (C=4, as tfidf-wc-lr), on the raw title + text.
   tfidf-wc-lr     TF-IDF of word 1-2-grams and of character 2-5-grams (within word boundaries), both with
                   sublinear term frequency, side by side + LogisticRegression (C=4), on the raw title + text.
   nbsvm           NB-SVM (Wang & Manning 2012, "Baselines and Bigrams"): binary word 1-2-gram features
@@ -15,6 +17,10 @@ Peers:
                   logistic-loss variant (liblinear, C=1), which gives probabilities.
   fasttext        the fastText CLI (`supervised -wordNgrams 2`) on the raw title + text, lowercased, with
                   punctuation split off as fastText's own classification example does.
+
+In the feature study (below), sklearn-forest reads the raw title + text too: binary word 1-2-gram features
+with the project forest's vocabulary settings (the 20,000 most frequent terms seen in at least 2 reviews),
+100 trees, as a user would run scikit-learn's forest on the same reviews.
 
 "Same reviews": the processed files hold every review that had tokens; the raw text of exactly those
 reviews is read from data/batches/*.csv and data/raw/test.csv minus the lines the preprocess stages
@@ -51,9 +57,9 @@ import sys
 import tempfile
 import time
 
-PEERS = ("sklearn-forest", "tfidf-lr", "tfidf-wc-lr", "nbsvm", "fasttext")
-# The peers that read raw text, which the feature study runs on its own splits.
-TEXT_PEERS = ("tfidf-lr", "tfidf-wc-lr", "nbsvm", "fasttext")
+PEERS = ("sklearn-forest", "tfidf-lr", "tfidf-char-lr", "tfidf-wc-lr", "nbsvm", "fasttext")
+# The peers the feature study runs on its own splits, from the raw text.
+STUDY_PEERS = ("sklearn-forest", "tfidf-lr", "tfidf-char-lr", "tfidf-wc-lr", "nbsvm", "fasttext")
 
 
 class PeerError(Exception):
@@ -234,6 +240,16 @@ def tfidf_lr_model():
     return TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(max_iter=1000)
 
 
+def tfidf_char_lr_model():
+    """TF-IDF of character 2-5-grams + logistic regression: (vectorizer, model). The character half of
+    tfidf-wc-lr on its own, with its settings (C=4 was not tuned for characters alone)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
+    return vectorizer, LogisticRegression(C=4, max_iter=2000)
+
+
 def tfidf_wc_lr_model():
     """TF-IDF of word 1-2-grams beside TF-IDF of character 2-5-grams + logistic regression: (vectorizer, model).
     Sublinear term frequency (1 + log tf) on both, as usual for character n-grams, which repeat a lot."""
@@ -287,7 +303,23 @@ def nbsvm_model():
     return CountVectorizer(ngram_range=(1, 2), binary=True, dtype=np.float64), NBLogisticRegression()
 
 
-SKLEARN_TEXT_PEERS = {"tfidf-lr": tfidf_lr_model, "tfidf-wc-lr": tfidf_wc_lr_model, "nbsvm": nbsvm_model}
+SKLEARN_TEXT_PEERS = {
+    "tfidf-lr": tfidf_lr_model,
+    "tfidf-char-lr": tfidf_char_lr_model,
+    "tfidf-wc-lr": tfidf_wc_lr_model,
+    "nbsvm": nbsvm_model,
+}
+
+
+def forest_text_model(trees, jobs):
+    """scikit-learn's forest on raw text, for the feature study: (vectorizer, model). Binary word 1-2-grams
+    with the project forest's vocabulary settings (lib/features/vectorizer.ts: 20,000 terms, min_df 2)."""
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    vectorizer = CountVectorizer(ngram_range=(1, 2), binary=True, min_df=2, max_features=20000, dtype=np.float32)
+    return vectorizer, RandomForestClassifier(n_estimators=trees, n_jobs=jobs, random_state=42)
 
 
 def sklearn_text_peer(args):
@@ -392,7 +424,10 @@ def study(args):
         test_texts = [texts[i] for i in test_rows]
         if args.peer == "fasttext":
             return fasttext_fit_predict(args, train_labels, train_texts, test_texts, work_dir)
-        vectorizer, model = SKLEARN_TEXT_PEERS[args.peer]()
+        if args.peer == "sklearn-forest":
+            vectorizer, model = forest_text_model(args.trees, args.jobs)
+        else:
+            vectorizer, model = SKLEARN_TEXT_PEERS[args.peer]()
         return fit_and_predict(vectorizer, model, train_labels, train_texts, test_texts)
 
     random, train_seconds = [], []
@@ -452,8 +487,8 @@ def main(argv):
         if args.peer == "versions":
             result = versions(args.fasttext)
         elif args.study:
-            if args.peer not in TEXT_PEERS:
-                parser.error(f"--study runs the text peers: {', '.join(TEXT_PEERS)}")
+            if args.peer not in STUDY_PEERS:
+                parser.error(f"--study runs these peers: {', '.join(STUDY_PEERS)}")
             if not args.out:
                 parser.error("--study needs --out")
             result = study(args)

@@ -8,8 +8,8 @@
  *   the pooled accuracy over all reviews, then the mean over sources. It rewards what transfers to a
  *   product domain the training data did not cover, which a random split cannot see.
  *
- * The peers (`tools/bench_peers.py`: TF-IDF + logistic regression on words, and on words and characters,
- * NB-SVM, fastText) are trained and scored on exactly the same splits, from the raw title and text of the
+ * The peers (`tools/bench_peers.py`: scikit-learn's forest, TF-IDF + logistic regression on words, on
+ * characters, and on both, NB-SVM, fastText) are trained and scored on exactly the same splits, from the raw title and text of the
  * same reviews. Every accuracy and every margin (ours minus the best peer) comes with a 95% bootstrap
  * interval over reviews (`_intervals.ts`); margins are paired, review by review. Training times are summed
  * over the 11 fits of each model in this one run (ours single-threaded, including its tokenizing, fastText
@@ -17,8 +17,9 @@
  *
  * It reads every `*.csv` of `--data` (default `../shared/data/reviews`, the development data: not shipped
  * with the project), writes its processed copies under `.tmp-bench/features/` and prints Markdown tables;
- * the figures in `docs/model/index.md` come from it. About 3 minutes on 2 cores for 18,752 reviews without
- * the peers, 10 with them (`--no-peers` skips them; they need `make bench-deps`).
+ * the figures in `docs/model/index.md` and `LINEAR_RECIPE_DOMAIN_SHIFT` in `lib/models/model_card.ts` come from
+ * it. About 5 minutes on 2 cores for 18,752 reviews without the peers, 25 with them on a busy machine (the
+ * character n-grams and the forest take most; `--no-peers` skips them; they need `make bench-deps`).
  *
  * @module
  */
@@ -86,7 +87,9 @@ const FASTTEXT = "/usr/bin/fasttext";
 
 /** The peers of the study, by their `bench_peers.py` name. */
 export const STUDY_PEERS: readonly { id: string; name: string }[] = [
+  { id: "sklearn-forest", name: "scikit-learn forest (100 trees, binary word 1–2-grams)" },
   { id: "tfidf-lr", name: "TF-IDF (word 1–2-grams) + LR" },
+  { id: "tfidf-char-lr", name: "TF-IDF (char 2–5-grams) + LR" },
   { id: "tfidf-wc-lr", name: "TF-IDF (word 1–2 + char 2–5-grams) + LR" },
   { id: "nbsvm", name: "NB-SVM (word 1–2-grams)" },
   { id: "fasttext", name: "fastText (-wordNgrams 2)" },
@@ -412,6 +415,28 @@ export function peerReport(models: readonly ComparedModel[], comparison: Compari
   return { text, margins };
 }
 
+/** The defaults' figures the model card quotes (`LINEAR_RECIPE_DOMAIN_SHIFT` in `lib/models/model_card.ts`). */
+export function domainShiftOf(result: StudyResult, csvs: readonly string[], reviews: number): {
+  reviews: number;
+  sources: number;
+  randomSplitAccuracy: number;
+  leaveOneSourceOutAccuracy: number;
+  weakestSource: { name: string; accuracy: number };
+} {
+  let weakest = 0;
+  result.perSource.forEach((accuracy, s) => {
+    if (accuracy < result.perSource[weakest]!) weakest = s;
+  });
+  const round = (value: number) => Math.round(1000 * value) / 1000;
+  return {
+    reviews,
+    sources: csvs.length,
+    randomSplitAccuracy: round(result.random),
+    leaveOneSourceOutAccuracy: round(result.pooled),
+    weakestSource: { name: basename(csvs[weakest]!, ".csv"), accuracy: round(result.perSource[weakest]!) },
+  };
+}
+
 async function peersAvailable(): Promise<string | undefined> {
   for (const path of [PYTHON, FASTTEXT]) {
     try {
@@ -486,6 +511,16 @@ async function main(ctx: Ctx): Promise<StageResult> {
     ...rows,
   ];
   const json: Record<string, unknown> = { sources: csvs, reviews, results };
+  if (defaults) {
+    const card = domainShiftOf(defaults.result, csvs, reviews);
+    json.domainShift = card;
+    text.push(
+      "",
+      `The defaults' domain shift, as the model card records it (LINEAR_RECIPE_DOMAIN_SHIFT): ${
+        JSON.stringify(card)
+      }`,
+    );
+  }
   const unavailable = ctx.values["no-peers"] === true ? "--no-peers" : await peersAvailable();
   if (defaults && unavailable === undefined) {
     // Our fits read tokens the study tokenised once; to compare with peers that vectorize raw text inside
