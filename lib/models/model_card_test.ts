@@ -6,6 +6,7 @@ import {
   buildTrainingCard,
   cardCalibration,
   cardCalibrationDecision,
+  LINEAR_RECIPE_DOMAIN_SHIFT,
   MAX_DESCRIPTION_CHARS,
   type ModelCard,
   renderModelCard,
@@ -134,7 +135,11 @@ Deno.test("renderModelCard() has every section the card promises, with the facts
   // Intended use and limits: language, domain shift, the weakest slice.
   assert.match(card, /English product review/);
   assert.match(card, /\*\*Language\*\*: English only/);
-  assert.match(card, /\*\*Domain shift\*\*: .*leave-one-source-out .*85\.3% on a source it never saw/);
+  const unseen = (100 * LINEAR_RECIPE_DOMAIN_SHIFT.leaveOneSourceOutAccuracy).toFixed(1).replace(".", "\\.");
+  assert.match(
+    card,
+    new RegExp(`\\*\\*Domain shift\\*\\*: .*leave-one-source-out .*${unseen}% on a source it never saw`),
+  );
   assert.match(card, /This version on the named sources of its evaluation: 80\.0% pooled/);
   assert.match(card, /\*\*Weakest length\*\*: reviews of 1-10 tokens, 0\.7000 accuracy/);
 });
