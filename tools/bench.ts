@@ -752,6 +752,8 @@ async function runLinear(runner: DatasetRunner, report: DatasetReport): Promise<
     peakRssBytes: train.run.peakRssBytes,
   };
   report.models.push(linear);
+  // The predictions feed the paired margins over the peers (runPeers).
+  await Deno.mkdir(runner.path(PREDICTIONS_DIR), { recursive: true });
   const evaluate = await runner.helper(
     "evaluate (linear)",
     ["evaluate", "--model", "linear", "--predictions", OURS_PREDICTIONS],
