@@ -375,7 +375,9 @@ def fasttext_fit_predict(args, train_labels, train_texts, test_texts, work_dir):
     for line in output.splitlines():
         words = line.split()
         labels = dict(zip(words[0::2], (float(p) for p in words[1::2])))
-        probabilities.append(labels.get("__label__2", 1.0 - labels.get("__label__1", 0.5)))
+        probability = labels.get("__label__2", 1.0 - labels.get("__label__1", 0.5))
+        # fastText rounds a sure prediction to 1.00001 (and so 1 minus it below 0): clamp to a probability.
+        probabilities.append(min(1.0, max(0.0, probability)))
     if len(probabilities) != len(test_texts):
         raise PeerError(f"fasttext predicted {len(probabilities)} rows for {len(test_texts)} test reviews")
     return probabilities, {"train_seconds": train_seconds, "predict_seconds": predict_seconds}
