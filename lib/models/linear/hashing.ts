@@ -76,7 +76,7 @@ function powerOfTwoMask(buckets: number): number {
 
 /**
  * A reusable buffer of feature ids: the features of one review, in order (tokens, then pairs), with
- * repeats, since a word said twice counts twice in the average.
+ * repeats, since a word said twice counts twice in the pooled sum.
  */
 export class FeatureBuffer {
   /** The ids; only the first {@linkcode FeatureBuffer.length} are valid. */
