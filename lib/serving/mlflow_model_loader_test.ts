@@ -1,20 +1,18 @@
 import assert from "node:assert/strict";
 import { PipelineError, UsageError } from "../core/errors.ts";
 import { ENGINES } from "../models/engines.ts";
-import { MlflowClient } from "../tracking/mlflow_client.ts";
 import { loadModel } from "../models/artifact.ts";
-import { createFakeMlflow, type FakeMlflowState } from "../tracking/_fake_mlflow.ts";
+import { createFakeMlflow, fakeMlflowClient, type FakeMlflowState } from "../tracking/_fake_mlflow.ts";
 import { buildTinyModelFiles } from "./_tiny_model.ts";
 import { createWordListPredictor } from "./_wordlist_model.ts";
 import { createMlflowModelLoader } from "./mlflow_model_loader.ts";
 import { ReloadingModelProvider } from "./model_provider.ts";
 
-const TRACKING = "http://mlflow.test:5000";
 const NAME = "amazon-reviews-sentiment";
 
 function fakeMlflow(registry: Omit<FakeMlflowState, "name">) {
   const fake = createFakeMlflow({ name: NAME, ...registry });
-  const client = new MlflowClient({ trackingUri: TRACKING, fetch: fake.fetch, retry: { retries: 0 } });
+  const client = fakeMlflowClient(fake);
   return { client, calls: fake.calls };
 }
 
@@ -55,7 +53,7 @@ Deno.test("createMlflowModelLoader() skips the download when the resolved versio
     aliases: { champion: "1" },
   };
   const fake = createFakeMlflow(state);
-  const client = new MlflowClient({ trackingUri: TRACKING, fetch: fake.fetch, retry: { retries: 0 } });
+  const client = fakeMlflowClient(fake);
   const calls = fake.calls;
   const seen: Map<string, Uint8Array>[] = [];
   const provider = new ReloadingModelProvider(
@@ -166,7 +164,7 @@ Deno.test("createMlflowModelLoader() serves the fallback until the alias exists,
     aliases: {},
   };
   const fake = createFakeMlflow(state);
-  const client = new MlflowClient({ trackingUri: TRACKING, fetch: fake.fetch, retry: { retries: 0 } });
+  const client = fakeMlflowClient(fake);
   const load = createMlflowModelLoader({
     client,
     name: NAME,

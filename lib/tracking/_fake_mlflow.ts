@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { MlflowClient } from "./mlflow_client.ts";
 
 /** One registered version: its run and the files of its `model/` folder. */
 export interface FakeVersion {
@@ -316,4 +317,18 @@ export function createFakeMlflow(state: FakeMlflowState): FakeMlflow {
       return answer(url);
     },
   };
+}
+
+/**
+ * A client of the fake, without retries: a test wants the fake's first answer.
+ *
+ * @param fake The fake server.
+ * @returns A client whose requests the fake answers.
+ */
+export function fakeMlflowClient(fake: FakeMlflow): MlflowClient {
+  return new MlflowClient({
+    trackingUri: "http://mlflow.test:5000",
+    fetch: fake.fetch,
+    retry: { retries: 0 },
+  });
 }

@@ -12,9 +12,8 @@ import { batchFileName } from "../data/layout.ts";
 import { generateReviews } from "../data/sample_data.ts";
 import { preprocessFile } from "../features/preprocess.ts";
 import { resolveTrainingBatches } from "../models/fit.ts";
-import { createFakeMlflow, type FakeMlflow } from "./_fake_mlflow.ts";
+import { createFakeMlflow, type FakeMlflow, fakeMlflowClient } from "./_fake_mlflow.ts";
 import { evaluateVersionRun, type EvaluationRunContext, promotionRecord } from "./evaluation_runs.ts";
-import { MlflowClient } from "./mlflow_client.ts";
 import { MODEL_CARD_JSON } from "./model_cards.ts";
 import { DEFAULT_PROMOTION_POLICY } from "./promotion.ts";
 import { type TrainingRunContext, trainLinearRun } from "./training_runs.ts";
@@ -38,11 +37,7 @@ async function setUp(prefix: string) {
   await write(batchFileName(0), batchFileName(0, ".tsv"), 3, 400);
   const testPath = await write("test.csv", "test.tsv", 11, 200);
   const fake = createFakeMlflow({ name: NAME, versions: {}, aliases: {} });
-  const client = new MlflowClient({
-    trackingUri: "http://mlflow.test:5000",
-    fetch: fake.fetch,
-    retry: { retries: 0 },
-  });
+  const client = fakeMlflowClient(fake);
   const log = createLogger({ name: "evaluate-test", level: "warn" });
   const signal = new AbortController().signal;
   const training: TrainingRunContext = {

@@ -1,19 +1,14 @@
 import assert from "node:assert/strict";
 import { sha256Hex } from "../models/artifact.ts";
 import { buildTinyModelFiles } from "../serving/_tiny_model.ts";
-import { createFakeMlflow, type FakeMlflowState } from "./_fake_mlflow.ts";
-import { MlflowClient } from "./mlflow_client.ts";
+import { createFakeMlflow, fakeMlflowClient, type FakeMlflowState } from "./_fake_mlflow.ts";
 import { downloadModelVersion, loadRegisteredModel, MODEL_JSON_SHA256_TAG } from "./model_store.ts";
 
 const NAME = "amazon-reviews-sentiment";
 
 function clientOf(registry: Omit<FakeMlflowState, "name">) {
   const fake = createFakeMlflow({ name: NAME, ...registry });
-  return new MlflowClient({
-    trackingUri: "http://mlflow.test:5000",
-    fetch: fake.fetch,
-    retry: { retries: 0 },
-  });
+  return fakeMlflowClient(fake);
 }
 
 Deno.test("loadRegisteredModel() downloads, verifies and loads the version a spec names", async () => {

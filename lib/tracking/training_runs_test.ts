@@ -14,8 +14,7 @@ import { preprocessFile } from "../features/preprocess.ts";
 import { resolveTrainingBatches } from "../models/fit.ts";
 import { resolveLinearParams } from "../models/linear/trainer.ts";
 import { runLinearTrial } from "../models/linear/trial.ts";
-import { createFakeMlflow, type FakeMlflow } from "./_fake_mlflow.ts";
-import { MlflowClient } from "./mlflow_client.ts";
+import { createFakeMlflow, type FakeMlflow, fakeMlflowClient } from "./_fake_mlflow.ts";
 import { MODEL_JSON_SHA256_TAG } from "./model_store.ts";
 import {
   keepLeaderEngine,
@@ -42,11 +41,7 @@ async function setUp(prefix: string) {
     });
   }
   const fake = createFakeMlflow({ name: NAME, versions: {}, aliases: {} });
-  const client = new MlflowClient({
-    trackingUri: "http://mlflow.test:5000",
-    fetch: fake.fetch,
-    retry: { retries: 0 },
-  });
+  const client = fakeMlflowClient(fake);
   const context: TrainingRunContext = {
     client,
     modelName: NAME,
